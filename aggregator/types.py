@@ -182,6 +182,21 @@ class Parsed:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers of a source between runs."""
+
+    source_id: str
+    validators: Validators = Validators()
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_status: int | None = None
+    failures: int = 0  # consecutive
+    error_kind: str | None = None
+    error: str | None = None
+    next_due: datetime | None = None
+
+
 # --- items and stories --------------------------------------------------------------------
 
 

@@ -29,3 +29,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     return CORPUS
+
+
+# --- storage backends ---------------------------------------------------------------------
+
+PG_URL = os.environ.get("AGGREGATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), connect_timeout=3):
+            return True
+    except Exception:  # any failure means "not here"; CI turns that into an error below
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    if not _pg_available():
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL is not reachable at {PG_URL}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str):
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'aggregator.db'}"
+    return request.getfixturevalue("pg_schema_url")

@@ -1,0 +1,56 @@
+"""Storage: the StorageType protocol and its SQLAlchemy Core implementation.
+
+Knows nothing of the stages: imports only `types` and `exceptions` (and SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from aggregator.storage._sql import SqlStorage, SqlTransaction, open_storage
+from aggregator.types import Item, Placement, SourceState, StoredItem, Story
+
+
+class TransactionType(Protocol):
+    """The writes of one source's update; all or nothing."""
+
+    def get_item_ids(self, source_id: str, guids: Sequence[str]) -> dict[str, int]: ...
+    def get_story_ids(self, keys: Sequence[str]) -> dict[str, int]: ...
+    def add_story(self, first_seen: datetime) -> int: ...
+    def add_item(
+        self, item: Item, story_id: int, placement: Placement, first_seen: datetime
+    ) -> int: ...
+    def touch_items(self, ids: Sequence[int], now: datetime) -> None: ...
+    def set_source_state(self, state: SourceState) -> None: ...
+
+
+class StorageType(Protocol):
+    url: str
+
+    def close(self) -> None: ...
+    def transaction(self) -> AbstractContextManager[TransactionType]: ...
+    def get_source_states(self) -> dict[str, SourceState]: ...
+    def set_source_state(self, state: SourceState) -> None: ...
+    def get_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        section: str | None = None,
+        source_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredItem]: ...
+    def get_stories(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Story]: ...
+    def count_items(self) -> int: ...
+
+
+__all__ = ["SqlStorage", "SqlTransaction", "StorageType", "TransactionType", "open_storage"]

@@ -1,0 +1,355 @@
+"""The SQLAlchemy Core storage: SQLite by default, PostgreSQL with the same code.
+
+Every SQLAlchemy error is wrapped once, here, into StorageError (see `_wrap`).
+Imports only `types`, `exceptions` and the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from aggregator.exceptions import StorageError
+from aggregator.storage._schema import LATEST, items, migrate, schema_version, sources, stories
+from aggregator.types import Item, Placement, SourceState, StoredItem, Story, Validators
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SQLITE_BUSY_TIMEOUT_S = 5
+
+
+def _wrap(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except SQLAlchemyError as e:
+                # The driver's first line says what happened; the rest is SQL noise.
+                detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+                raise StorageError(f"database error while {what}: {detail}") from e
+
+        return wrapper
+
+    return decorate
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _row_to_stored(row: Any) -> StoredItem:
+    item = Item(
+        source_id=row.source_id,
+        guid=row.guid,
+        url=row.url,
+        link=row.link,
+        title=row.title,
+        title_key=row.title_key,
+        summary_html=row.summary_html,
+        summary_text=row.summary_text,
+        published=row.published,
+        published_raw=row.published_raw,
+        author=row.author,
+    )
+    placement = Placement(
+        section=row.section,
+        score=row.score,
+        terms=tuple(json.loads(row.terms)),
+        scores=tuple((s, float(v)) for s, v in json.loads(row.scores)),
+        reason=row.reason,
+    )
+    return StoredItem(
+        id=row.id, item=item, story_id=row.story_id, first_seen=row.first_seen, placement=placement
+    )
+
+
+def _state_values(state: SourceState) -> dict[str, Any]:
+    return {
+        "etag": state.validators.etag,
+        "last_modified": state.validators.last_modified,
+        "last_attempt": state.last_attempt,
+        "last_success": state.last_success,
+        "last_status": state.last_status,
+        "failures": state.failures,
+        "error_kind": state.error_kind,
+        "error": state.error,
+        "next_due": state.next_due,
+    }
+
+
+class SqlTransaction:
+    """The writes of one source's update, inside one database transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    @_wrap("looking up stored items")
+    def get_item_ids(self, source_id: str, guids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(set(guids))):
+            rows = self._conn.execute(
+                select(items.c.guid, items.c.id).where(
+                    items.c.source_id == source_id, items.c.guid.in_(chunk)
+                )
+            )
+            found.update({r.guid: r.id for r in rows})
+        return found
+
+    @_wrap("looking up stories")
+    def get_story_ids(self, keys: Sequence[str]) -> dict[str, int]:
+        """Story ids for dedupe keys ("url:<canonical>", "title:<source>:<title key>")."""
+        found: dict[str, int] = {}
+        urls = [k[4:] for k in keys if k.startswith("url:")]
+        titles: dict[str, list[str]] = {}
+        for k in keys:
+            if k.startswith("title:"):
+                source_id, _, key = k[6:].partition(":")
+                titles.setdefault(source_id, []).append(key)
+        for chunk in _chunks(urls):
+            rows = self._conn.execute(
+                select(items.c.url, items.c.story_id)
+                .where(items.c.url.in_(chunk))
+                .order_by(items.c.id)
+            )
+            for r in rows:
+                found.setdefault(f"url:{r.url}", r.story_id)
+        for source_id, keys_ in titles.items():
+            for chunk in _chunks(keys_):
+                rows = self._conn.execute(
+                    select(items.c.title_key, items.c.story_id)
+                    .where(items.c.source_id == source_id, items.c.title_key.in_(chunk))
+                    .order_by(items.c.id)
+                )
+                for r in rows:
+                    found.setdefault(f"title:{source_id}:{r.title_key}", r.story_id)
+        return found
+
+    @_wrap("adding a story")
+    def add_story(self, first_seen: datetime) -> int:
+        result = self._conn.execute(stories.insert().values(first_seen=first_seen))
+        return int(result.inserted_primary_key[0])
+
+    @_wrap("adding an item")
+    def add_item(
+        self, item: Item, story_id: int, placement: Placement, first_seen: datetime
+    ) -> int:
+        result = self._conn.execute(
+            items.insert().values(
+                source_id=item.source_id,
+                guid=item.guid,
+                url=item.url,
+                link=item.link,
+                title=item.title,
+                title_key=item.title_key,
+                summary_html=item.summary_html,
+                summary_text=item.summary_text,
+                published=item.published,
+                published_raw=item.published_raw,
+                author=item.author,
+                first_seen=first_seen,
+                last_seen=first_seen,
+                story_id=story_id,
+                section=placement.section,
+                score=placement.score,
+                terms=json.dumps(list(placement.terms)),
+                scores=json.dumps([list(s) for s in placement.scores]),
+                reason=placement.reason,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    @_wrap("marking items as seen")
+    def touch_items(self, ids: Sequence[int], now: datetime) -> None:
+        for chunk in _chunks(list(ids)):
+            self._conn.execute(update(items).where(items.c.id.in_(chunk)).values(last_seen=now))
+
+    @_wrap("saving a source's state")
+    def set_source_state(self, state: SourceState) -> None:
+        _upsert_state(self._conn, state)
+
+
+def _upsert_state(conn: Connection, state: SourceState) -> None:
+    values = _state_values(state)
+    changed = conn.execute(update(sources).where(sources.c.id == state.source_id).values(values))
+    if changed.rowcount == 0:
+        conn.execute(sources.insert().values(id=state.source_id, **values))
+
+
+def _chunks(values: list[str] | list[int], size: int = 500) -> Iterator[Any]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+class SqlStorage:
+    """StorageType over a SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self.url = _redact(url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        try:
+            with self._engine.begin() as conn:
+                yield SqlTransaction(conn)
+        except SQLAlchemyError as e:  # commit/rollback failures; statement errors are wrapped
+            detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+            raise StorageError(f"database error while committing: {detail}") from e
+
+    @_wrap("reading source states")
+    def get_source_states(self) -> dict[str, SourceState]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(sources))
+            return {
+                r.id: SourceState(
+                    source_id=r.id,
+                    validators=Validators(etag=r.etag, last_modified=r.last_modified),
+                    last_attempt=r.last_attempt,
+                    last_success=r.last_success,
+                    last_status=r.last_status,
+                    failures=r.failures,
+                    error_kind=r.error_kind,
+                    error=r.error,
+                    next_due=r.next_due,
+                )
+                for r in rows
+            }
+
+    @_wrap("saving a source's state")
+    def set_source_state(self, state: SourceState) -> None:
+        with self._engine.begin() as conn:
+            _upsert_state(conn, state)
+
+    @_wrap("reading items")
+    def get_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        section: str | None = None,
+        source_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredItem]:
+        """Items newest first (by first-seen time), optionally filtered."""
+        query = select(items).order_by(items.c.first_seen.desc(), items.c.id.desc())
+        if since is not None:
+            query = query.where(items.c.first_seen >= since)
+        if until is not None:
+            query = query.where(items.c.first_seen < until)
+        if section is not None:
+            query = query.where(items.c.section == section)
+        if source_id is not None:
+            query = query.where(items.c.source_id == source_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            return [_row_to_stored(r) for r in conn.execute(query)]
+
+    @_wrap("reading stories")
+    def get_stories(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Story]:
+        """Stories newest first by the time their first item was seen.
+
+        The lead is the story's first-seen item (ties: lowest id); the others follow in
+        the order they were seen. Every stored item is in exactly one story.
+        """
+        query = select(stories.c.id).order_by(stories.c.first_seen.desc(), stories.c.id.desc())
+        if since is not None:
+            query = query.where(stories.c.first_seen >= since)
+        if until is not None:
+            query = query.where(stories.c.first_seen < until)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            ids = [r.id for r in conn.execute(query)]
+            by_story: dict[int, list[StoredItem]] = {i: [] for i in ids}
+            for chunk in _chunks(ids):
+                rows = conn.execute(
+                    select(items)
+                    .where(items.c.story_id.in_(chunk))
+                    .order_by(items.c.first_seen, items.c.id)
+                )
+                for r in rows:
+                    by_story[r.story_id].append(_row_to_stored(r))
+        return [
+            Story(id=i, lead=members[0], others=tuple(members[1:]))
+            for i, members in by_story.items()
+            if members
+        ]
+
+    @_wrap("counting items")
+    def count_items(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(items)).scalar_one())
+
+
+def open_storage(url: str, now: datetime) -> SqlStorage:
+    """Open (and create or migrate) the database at a SQLAlchemy URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise StorageError(f"invalid database URL {url!r}: {e}") from e
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (SQLAlchemyError, ImportError) as e:
+        raise StorageError(f"cannot open database {_redact(url)}: {e}") from e
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    storage = SqlStorage(engine, url)
+    try:
+        with engine.begin() as conn:
+            version = conn.execute(
+                select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
+            ).scalar() if engine.dialect.has_table(conn, "schema_version") else 0
+            if version and version > LATEST:
+                raise StorageError(
+                    f"database {_redact(url)} is at schema version {version}, newer than this "
+                    f"aggregator ({LATEST}); upgrade aggregator"
+                )
+            migrate(conn, now)
+    except SQLAlchemyError as e:
+        engine.dispose()
+        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise StorageError(f"cannot open database {_redact(url)}: {detail}") from e
+    except BaseException:
+        engine.dispose()  # no pooled connection may outlive a failed open
+        raise
+    return storage
+
+

@@ -1,0 +1,148 @@
+"""normalize: Entry -> Item. Pure: plain values, no fixtures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.normalize import (
+    canonical_url,
+    clean_text,
+    html_to_text,
+    normalize_entry,
+    safe_link,
+    sanitize_html,
+    title_key,
+)
+from aggregator.types import Entry
+
+
+def test_canonical_url_lowercases_and_strips_tracking_and_fragment():
+    assert (
+        canonical_url("HTTPS://News.Example.COM:443/Story?id=7&utm_source=x&fbclid=y&gclid=z#top")
+        == "https://news.example.com/Story?id=7"
+    )
+    assert canonical_url("http://example.com:80") == "http://example.com/"
+    assert canonical_url("http://example.com:8080/a") == "http://example.com:8080/a"
+    assert canonical_url("https://user:pw@example.com/a") == "https://example.com/a"
+
+
+def test_canonical_url_rejects_non_http():
+    for bad in [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "\x00javascript:alert(1)",
+        "data:text/html,<script>",
+        "vbscript:x",
+        "file:///etc/passwd",
+        "ftp://example.com/",
+        "/relative/path",
+        "",
+        None,
+        "http://",
+        "http://example.com:99999/",
+    ]:
+        assert canonical_url(bad) is None, bad
+        assert safe_link(bad) is None, bad
+
+
+def test_clean_text_removes_controls_and_bidi_overrides():
+    assert clean_text("a\x00b\x0bc\u202ed  e\n f\ufffe") == "abcd e f"
+
+
+def test_sanitize_html_keeps_structure_drops_danger():
+    out = sanitize_html(
+        '<p onclick="x()">Hi <b>there</b> <a href="javascript:alert(1)">x</a>'
+        '<a href="https://e.com/">ok</a><script>alert(1)</script><img src="https://t/p.gif">'
+        '<iframe src="https://e.com"></iframe><form action="/"><input></form></p>'
+    )
+    assert "<b>there</b>" in out
+    assert 'href="https://e.com/"' in out
+    for bad in ("onclick", "javascript", "<script", "<img", "<iframe", "<form", "alert"):
+        assert bad not in out
+
+
+def test_html_to_text_separates_blocks_and_decodes_entities():
+    assert html_to_text("<p>Tom &amp; Jerry</p><p>next</p><style>p{}</style>") == "Tom & Jerry next"
+
+
+def test_normalize_entry_full():
+    entry = Entry(
+        guid=" tag:x,2026:1 ",
+        link="https://Example.com/a?utm_medium=rss",
+        title="Officers &amp; <i>crisis</i> teams",
+        title_is_html=True,
+        summary="<p>Training <script>x</script>works</p>",
+        published=datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=-5))),
+        published_raw="Fri, 20 Nov 2026 09:00:00 -0500",
+        author="Jane &amp; John",
+    )
+    item = normalize_entry(entry, "src")
+    assert item is not None
+    assert item.guid == "tag:x,2026:1"
+    assert item.url == "https://example.com/a"
+    assert item.link == "https://Example.com/a?utm_medium=rss"
+    assert item.title == "Officers & crisis teams"
+    assert item.title_key == "officers crisis teams"
+    assert item.summary_text == "Training works"
+    assert item.published == datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    assert item.author == "Jane & John"
+
+
+def test_normalize_entry_fallbacks():
+    # no title: an excerpt of the text; no guid: the link
+    item = normalize_entry(Entry(guid=None, link="https://e.com/x", title=None, summary="<p>Body text</p>"), "s")
+    assert item is not None and item.title == "Body text" and item.guid == "https://e.com/x"
+    # no title, no text: the link
+    item = normalize_entry(Entry(guid=None, link="https://e.com/y", title=""), "s")
+    assert item is not None and item.title == "https://e.com/y"
+    # no link, no guid: a content hash, stable across calls
+    a = normalize_entry(Entry(guid=None, link=None, title="Only a title"), "s")
+    b = normalize_entry(Entry(guid=None, link=None, title="Only a title"), "s")
+    assert a is not None and b is not None and a.guid == b.guid and a.guid.startswith("sha1:")
+    # a javascript: link does not survive, the item does
+    item = normalize_entry(Entry(guid="g", link="javascript:alert(1)", title="T"), "s")
+    assert item is not None and item.link is None and item.url is None
+    # nothing at all: skipped
+    assert normalize_entry(Entry(guid="g", link=None, title=None), "s") is None
+    # naive dates are taken as UTC
+    item = normalize_entry(Entry(guid="g", link=None, title="T", published=datetime(2026, 1, 1)), "s")
+    assert item is not None and item.published == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_huge_title_is_truncated():
+    item = normalize_entry(Entry(guid="g", link=None, title="word " * 100_000), "s")
+    assert item is not None and len(item.title) <= 300 and item.title.endswith("…")
+
+
+def test_title_key_ignores_case_and_punctuation():
+    assert title_key("Police: De-escalation WORKS!") == title_key("police de escalation works")
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
+
+
+@given(title=texts, summary=texts, link=texts, guid=st.none() | texts)
+def test_normalize_never_raises_and_is_idempotent(title, summary, link, guid):
+    item = normalize_entry(Entry(guid=guid, link=link, title=title, summary=summary), "s")
+    if item is None:
+        return
+    assert item.link is None or item.link.lower().startswith(("http://", "https://"))
+    assert "\x00" not in item.title and "\u202e" not in item.title
+    again = normalize_entry(
+        Entry(guid=item.guid, link=item.link, title=item.title, summary=item.summary_html), "s"
+    )
+    assert again is not None
+    assert again.url == item.url
+    assert again.summary_html == sanitize_html(item.summary_html)
+
+
+@given(st.text(max_size=200))
+def test_canonical_url_is_stable(url):
+    once = canonical_url(url)
+    if once is not None:
+        assert canonical_url(once) == once

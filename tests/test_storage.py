@@ -1,0 +1,133 @@
+"""Storage contract: the same tests on SQLite and PostgreSQL (one parametrized fixture)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy
+
+from aggregator.exceptions import StorageError
+from aggregator.storage import open_storage
+from aggregator.storage._schema import LATEST
+from aggregator.types import Item, Placement, SourceState, Validators
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def make_item(guid: str, url: str | None = None, title: str = "T", source: str = "s") -> Item:
+    return Item(
+        source_id=source, guid=guid, url=url, link=url, title=title, title_key=title.lower(),
+        summary_html="<p>ü</p>", summary_text="ü", published=NOW - timedelta(hours=1),
+        published_raw="raw", author="A",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def storage(database_url):
+    s = open_storage(database_url, NOW)
+    yield s
+    s.close()
+
+
+def test_roundtrip_item_story_and_placement(storage):
+    placement = Placement("training", 2.5, ("training", "tactics"), (("training", 2.5),), "rules")
+    with storage.transaction() as tx:
+        story = tx.add_story(NOW)
+        item_id = tx.add_item(make_item("g1", "https://e.com/1"), story, placement, NOW)
+    [got] = storage.get_items()
+    assert got.id == item_id and got.story_id == story
+    assert got.item == make_item("g1", "https://e.com/1")
+    assert got.placement == placement
+    assert got.first_seen == NOW and got.first_seen.tzinfo is not None
+    [st] = storage.get_stories()
+    assert st.lead.id == item_id and st.others == ()
+
+
+def test_lookups_by_guid_url_and_title(storage):
+    with storage.transaction() as tx:
+        story = tx.add_story(NOW)
+        tx.add_item(make_item("g1", "https://e.com/1", "Hello"), story, Placement(None), NOW)
+    with storage.transaction() as tx:
+        assert tx.get_item_ids("s", ["g1", "g2"]) == {"g1": 1} or list(tx.get_item_ids("s", ["g1", "g2"])) == ["g1"]
+        assert tx.get_item_ids("other", ["g1"]) == {}
+        found = tx.get_story_ids(["url:https://e.com/1", "title:s:hello", "title:x:hello", "url:nope"])
+    assert found == {"url:https://e.com/1": story, "title:s:hello": story}
+
+
+def test_unique_guid_per_source_and_failed_transaction_leaves_nothing(storage):
+    with storage.transaction() as tx:
+        story = tx.add_story(NOW)
+        tx.add_item(make_item("g1"), story, Placement(None), NOW)
+    with pytest.raises(StorageError, match="adding an item"):
+        with storage.transaction() as tx:
+            tx.add_item(make_item("g2"), story, Placement(None), NOW)
+            tx.set_source_state(SourceState("s", Validators("etag-new")))
+            tx.add_item(make_item("g1"), story, Placement(None), NOW)  # duplicate
+    assert [i.item.guid for i in storage.get_items()] == ["g1"]
+    assert "s" not in storage.get_source_states()  # state not advanced either
+
+
+def test_source_state_roundtrip_and_update(storage):
+    state = SourceState("s", Validators('"abc"', "Mon, 30 Nov 2026 10:00:00 GMT"), NOW, NOW, 200, 0,
+                        None, None, NOW + timedelta(hours=1))  # fmt: skip
+    storage.set_source_state(state)
+    assert storage.get_source_states() == {"s": state}
+    failed = SourceState("s", state.validators, NOW, NOW, 503, 2, "http_status", "HTTP 503", NOW)
+    storage.set_source_state(failed)
+    assert storage.get_source_states()["s"] == failed
+
+
+def test_stories_window_order_and_members(storage):
+    with storage.transaction() as tx:
+        old = tx.add_story(NOW - timedelta(days=10))
+        tx.add_item(make_item("o"), old, Placement("training"), NOW - timedelta(days=10))
+        new = tx.add_story(NOW)
+        tx.add_item(make_item("n1", source="a"), new, Placement("crisis"), NOW)
+        tx.add_item(make_item("n2", source="b"), new, Placement("crisis"), NOW + timedelta(seconds=1))
+    stories = storage.get_stories(since=NOW - timedelta(days=1), until=NOW + timedelta(days=1))
+    assert [s.id for s in stories] == [new]
+    assert stories[0].lead.item.guid == "n1" and [o.item.guid for o in stories[0].others] == ["n2"]
+    assert [s.id for s in storage.get_stories()] == [new, old]
+    assert storage.count_items() == 3
+    assert [i.item.guid for i in storage.get_items(section="crisis")] == ["n2", "n1"]
+    assert [i.item.guid for i in storage.get_items(since=NOW)] == ["n2", "n1"]
+
+
+def test_reopen_keeps_data_and_schema_version(database_url):
+    s = open_storage(database_url, NOW)
+    with s.transaction() as tx:
+        tx.add_item(make_item("g"), tx.add_story(NOW), Placement(None), NOW)
+    s.close()
+    s = open_storage(database_url, NOW + timedelta(days=1))
+    assert s.count_items() == 1
+    s.close()
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.connect() as conn:
+        versions = conn.execute(sqlalchemy.text("select version from schema_version")).scalars().all()
+    engine.dispose()
+    assert versions == [LATEST]
+
+
+def test_newer_schema_is_refused(database_url):
+    open_storage(database_url, NOW).close()
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("insert into schema_version (version, applied_at) values (999, '2026-01-01')"))
+    engine.dispose()
+    with pytest.raises(StorageError, match="newer than this aggregator"):
+        open_storage(database_url, NOW)
+
+
+def test_naive_datetime_is_refused(storage):
+    with pytest.raises((StorageError, ValueError)):
+        with storage.transaction() as tx:
+            tx.add_story(datetime(2026, 1, 1))
+
+
+def test_unreachable_database_is_a_storage_error(tmp_path):
+    with pytest.raises(StorageError, match="cannot open database"):
+        open_storage("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2", NOW)
+    with pytest.raises(StorageError) as e:
+        open_storage("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2", NOW)
+    assert "secret" not in str(e.value)
