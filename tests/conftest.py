@@ -79,3 +79,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'aggregator.db'}"
     return request.getfixturevalue("pg_schema_url")
+
+
+# --- a real HTTP server -------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server():
+    from tests.httpserver import Server
+
+    with Server(CORPUS if CORPUS.is_dir() else None) as server:
+        yield server
