@@ -1,0 +1,525 @@
+"""The config stage: feeds.yaml -> Config (frozen), every problem found up front.
+
+`load_config(path)` reads the file once, composes it with PyYAML's SafeLoader (nodes only: no
+tag can construct a Python object) and validates the whole tree before anything runs. Every
+problem is collected and raised together as one `ConfigError`, each `ConfigProblem` naming the
+file, the line and the key path (`sources[3].url`) with a hint.
+
+Relative paths (sqlite database, output dir, templates dir) are resolved against the folder
+of the config file; nothing is created here (the pipeline makes the folders it writes to).
+
+Imports `types`, `exceptions` and `_yaml_nodes` only; must not import fetch, parse, storage,
+pipeline or cli (nor any other stage).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import cast, get_args
+
+import soupsieve
+import yaml
+
+from aggregator._yaml_nodes import NodeReader, join, suggest
+from aggregator.exceptions import ConfigError, ConfigProblem
+from aggregator.types import (
+    DEFAULT_MAX_BYTES,
+    Config,
+    DigestSettings,
+    FetchSettings,
+    Newsletter,
+    Rule,
+    Schedule,
+    Section,
+    Selectors,
+    Source,
+    SourceKind,
+    Topic,
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DIGEST_RE = re.compile(r"([A-Za-z]+)\s+([0-9]{1,2}):([0-9]{2})")
+_WORD_RE = re.compile(r"\w")
+_BAD_STAR_RE = re.compile(r"\*(?=[\w*])|(?<!\w)\*")
+
+_TOP_KEYS = (
+    "newsletter", "storage", "output", "fetch", "schedule", "digest", "topic", "sources",
+    "sections",
+)  # fmt: skip
+_TOP_REQUIRED = ("newsletter", "storage", "output", "sources", "sections")
+_SOURCE_KEYS = (
+    "id", "name", "url", "kind", "interval", "section", "max_bytes", "allow_private_network",
+    "selectors",
+)  # fmt: skip
+_SECTION_KEYS = ("id", "title", "description", "min_score", "rules", "exclude")
+_FETCH_KEYS = (
+    "allow_private_network", "connect_timeout", "read_timeout", "deadline", "max_redirects",
+    "concurrency", "per_host", "user_agent",
+)  # fmt: skip
+_SELECTOR_KEYS = ("item", "title", "link", "summary", "date")
+
+# Minutes. A source polled more often than every 5 minutes is abusive; weekly is the slowest
+# that still makes sense for a weekly digest.
+_MIN_INTERVAL, _MAX_SOURCE_INTERVAL, _MAX_FETCH_INTERVAL = 5, 7 * 24 * 60, 24 * 60
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate feeds.yaml; raise ConfigError listing every problem found."""
+    path = Path(path)
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        problem = ConfigProblem(file, None, "", f"cannot read the config file: {e.strerror or e}")
+        raise ConfigError(problem) from e
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            ConfigProblem(file, line, "", "the file is not UTF-8 text; save it as UTF-8")
+        ) from e
+
+    reader = NodeReader(file)
+    root = reader.compose(text)
+    if root is None:
+        if not reader.problems:
+            reader.add(
+                1, "", "the file is empty; start from the feeds.yaml shipped with aggregator"
+            )
+        raise ConfigError(reader.sorted_problems())
+    config = _ConfigBuilder(reader, path.absolute()).build(root)
+    if reader.problems or config is None:
+        raise ConfigError(reader.sorted_problems())
+    return config
+
+
+class _ConfigBuilder:
+    def __init__(self, reader: NodeReader, path: Path) -> None:
+        self.r = reader
+        self.path = path
+        self.base = path.parent
+
+    def build(self, root: yaml.Node) -> Config | None:
+        r = self.r
+        if not r.tag_ok(root, ""):
+            return None
+        if not isinstance(root, yaml.MappingNode):
+            r.add(
+                root, "", "the top level must be a mapping (newsletter:, sources:, sections: ...)"
+            )
+            return None
+        top = r.mapping(root, "", keys=_TOP_KEYS, required=_TOP_REQUIRED)
+        if top is None:
+            return None
+        newsletter = self.newsletter(top["newsletter"]) if "newsletter" in top else None
+        database = self.storage(top["storage"]) if "storage" in top else None
+        output = self.output(top["output"]) if "output" in top else None
+        fetch = self.fetch(top["fetch"]) if "fetch" in top else FetchSettings()
+        schedule = self.schedule(top["schedule"]) if "schedule" in top else Schedule()
+        digest = self.digest(top["digest"]) if "digest" in top else DigestSettings()
+        topic = self.topic(top["topic"]) if "topic" in top else Topic()
+        section_ids: dict[str, int] | None = None
+        sections: tuple[Section, ...] | None = None
+        if "sections" in top:
+            sections, section_ids = self.sections(top["sections"])
+        sources = self.sources(top["sources"], section_ids) if "sources" in top else None
+
+        parts = (newsletter, database, output, fetch, schedule, digest, topic, sections, sources)
+        if r.problems or any(p is None for p in parts):
+            return None
+        assert newsletter and database and output and sections and sources
+        assert fetch and schedule and digest and topic
+        return Config(
+            path=self.path,
+            newsletter=newsletter,
+            database=database,
+            output_dir=output[0],
+            templates_dir=output[1],
+            sources=sources,
+            sections=sections,
+            topic=topic,
+            fetch=fetch,
+            schedule=schedule,
+            digest=digest,
+        )
+
+    # --- newsletter, storage, output ------------------------------------------------------
+
+    def newsletter(self, node: yaml.Node) -> Newsletter | None:
+        r, p = self.r, "newsletter"
+        keys = ("title", "link", "description", "timezone")
+        m = r.mapping(node, p, keys=keys, required=("title", "link", "timezone"))
+        if m is None:
+            return None
+        title = r.string(m["title"], join(p, "title"), max_len=200) if "title" in m else None
+        link = self.r.url(m["link"], join(p, "link")) if "link" in m else None
+        description = ""
+        if "description" in m:
+            description = (
+                r.string(m["description"], join(p, "description"), single_line=False) or ""
+            )
+        tz = self.r.timezone(m["timezone"], join(p, "timezone")) if "timezone" in m else None
+        if title is None or link is None or tz is None:
+            return None
+        return Newsletter(title=title, link=link, description=description.strip(), timezone=tz)
+
+    def storage(self, node: yaml.Node) -> str | None:
+        m = self.r.mapping(node, "storage", keys=("database",), required=("database",))
+        if m is None or "database" not in m:
+            return None
+        return self.database(m["database"], "storage.database")
+
+    def database(self, node: yaml.Node, path: str) -> str | None:
+        raw = self.r.string(node, path)
+        if raw is None:
+            return None
+        scheme, sep, rest = raw.partition("://")
+        scheme = scheme.lower()
+        usage = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://..."
+        if not sep:
+            self.r.add(node, path, f"not a database URL; {usage}")
+            return None
+        if scheme == "sqlite":
+            if rest == "":
+                return "sqlite://"  # in memory
+            file, qmark, query = rest[1:].partition("?")
+            if not rest.startswith("/") or not file:
+                self.r.add(
+                    node, path, f"a sqlite URL needs a file path after 'sqlite:///'; {usage}"
+                )
+                return None
+            if file == ":memory:" or file.startswith("/"):
+                return raw
+            resolved = os.path.normpath(self.base / file)
+            return f"sqlite:///{Path(resolved).as_posix()}{qmark}{query}"
+        if scheme in ("postgresql", "postgresql+psycopg"):
+            if not rest:
+                self.r.add(node, path, "a postgresql URL needs a host or a database name")
+                return None
+            return f"postgresql+psycopg://{rest}"  # psycopg 3 is the driver we ship
+        if scheme == "postgres" or scheme.startswith("postgresql+"):
+            self.r.add(
+                node, path, f"use postgresql://... (psycopg 3 is the driver), not {scheme}://"
+            )
+            return None
+        self.r.add(node, path, f"unsupported database '{scheme}://'; {usage}")
+        return None
+
+    def output(self, node: yaml.Node) -> tuple[Path, Path | None] | None:
+        r = self.r
+        m = r.mapping(node, "output", keys=("dir", "templates"), required=("dir",))
+        if m is None or "dir" not in m:
+            return None
+        out = r.string(m["dir"], "output.dir")
+        templates: Path | None = None
+        if "templates" in m:
+            raw = r.string(m["templates"], "output.templates")
+            if raw is None:
+                return None
+            templates = self.local_path(raw)
+            if not templates.is_dir():
+                r.add(m["templates"], "output.templates", f"no such folder: {templates}")
+                return None
+        return None if out is None else (self.local_path(out), templates)
+
+    def local_path(self, raw: str) -> Path:
+        return Path(os.path.normpath(self.base / Path(raw).expanduser()))
+
+    # --- fetch, schedule, digest ----------------------------------------------------------
+
+    def fetch(self, node: yaml.Node) -> FetchSettings | None:
+        r, p = self.r, "fetch"
+        m = r.mapping(node, p, keys=_FETCH_KEYS)
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        for key in ("connect_timeout", "read_timeout", "deadline"):
+            if key in m:
+                values[key] = r.number(m[key], join(p, key), low=0.1, high=600)
+        limits = {"max_redirects": (0, 20), "concurrency": (1, 256), "per_host": (1, 32)}
+        for key, (low, high) in limits.items():
+            if key in m:
+                values[key] = r.integer(m[key], join(p, key), low=low, high=high)
+        if "allow_private_network" in m:
+            values["allow_private_network"] = r.boolean(
+                m["allow_private_network"], p + ".allow_private_network"
+            )
+        if "user_agent" in m:
+            values["user_agent"] = r.string(m["user_agent"], join(p, "user_agent"), max_len=300)
+        if any(v is None for v in values.values()):
+            return None
+        return FetchSettings(**values)  # type: ignore[arg-type]
+
+    def schedule(self, node: yaml.Node) -> Schedule | None:
+        r, p = self.r, "schedule"
+        m = r.mapping(node, p, keys=("digest", "fetch_interval"))
+        if m is None:
+            return None
+        digest: str | None = Schedule().digest_cron
+        if "digest" in m:
+            digest = self.digest_time(m["digest"], join(p, "digest"))
+        interval: int | None = int(Schedule().fetch_interval.total_seconds() // 60)
+        if "fetch_interval" in m:
+            interval = r.integer(
+                m["fetch_interval"],
+                p + ".fetch_interval",
+                low=_MIN_INTERVAL,
+                high=_MAX_FETCH_INTERVAL,
+            )
+        if digest is None or interval is None:
+            return None
+        return Schedule(digest_cron=digest, fetch_interval=timedelta(minutes=interval))
+
+    def digest_time(self, node: yaml.Node, path: str) -> str | None:
+        """'Monday 7:00' -> 'mon 07:00' (weekday, 24-hour time, in the newsletter's zone)."""
+        raw = self.r.string(node, path)
+        if raw is None:
+            return None
+        example = "write a weekday name and a 24-hour time, like 'mon 07:00'"
+        match = _DIGEST_RE.fullmatch(raw)
+        if match is None:
+            if re.match(r"[0-9]+\s+[0-9]", raw):
+                self.r.add(
+                    node, path, f"weekday numbers are ambiguous (is 0 Sunday or Monday?); {example}"
+                )
+            else:
+                self.r.add(node, path, f"'{raw}' is not a weekday and time; {example}")
+            return None
+        day, hour, minute = match[1].lower(), int(match[2]), int(match[3])
+        if day in _FULL_WEEKDAYS:
+            day = day[:3]
+        if day not in WEEKDAYS:
+            hint = suggest(day, WEEKDAYS + _FULL_WEEKDAYS) or f" (one of {', '.join(WEEKDAYS)})"
+            self.r.add(node, path, f"unknown weekday '{match[1]}'{hint}")
+            return None
+        if hour > 23 or minute > 59:
+            self.r.add(node, path, f"'{match[2]}:{match[3]}' is not a time of day (00:00 to 23:59)")
+            return None
+        return f"{day} {hour:02d}:{minute:02d}"
+
+    def digest(self, node: yaml.Node) -> DigestSettings | None:
+        r, p = self.r, "digest"
+        m = r.mapping(node, p, keys=("max_per_section", "teaser_chars", "feed_items", "from"))
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        limits = {
+            "max_per_section": (1, 1000),
+            "teaser_chars": (0, 10_000),
+            "feed_items": (1, 10_000),
+        }
+        for key, (low, high) in limits.items():
+            if key in m:
+                values[key] = r.integer(m[key], join(p, key), low=low, high=high)
+        if "from" in m:
+            sender = r.string(m["from"], join(p, "from"), max_len=300)
+            if sender is not None and "@" not in email.utils.parseaddr(sender)[1]:
+                r.add(
+                    m["from"], join(p, "from"), "expected an address like 'Name <news@example.org>'"
+                )
+                sender = None
+            values["sender"] = sender
+        if any(v is None for v in values.values()):
+            return None
+        return DigestSettings(**values)  # type: ignore[arg-type]
+
+    # --- topic, sections, rule terms ------------------------------------------------------
+
+    def topic(self, node: yaml.Node) -> Topic | None:
+        m = self.r.mapping(node, "topic", keys=("include", "exclude"))
+        if m is None:
+            return None
+        include = self.terms(m["include"], "topic.include") if "include" in m else ()
+        exclude = self.phrases(m["exclude"], "topic.exclude") if "exclude" in m else ()
+        if include is None or exclude is None:
+            return None
+        return Topic(include=include, exclude=exclude)
+
+    def sections(self, node: yaml.Node) -> tuple[tuple[Section, ...] | None, dict[str, int] | None]:
+        items = self.r.sequence(node, "sections")
+        if items is None:
+            return None, None
+        if not items:
+            self.r.add(node, "sections", "at least one section is needed")
+        ids: dict[str, int] = {}
+        out: list[Section | None] = [self.section(item, i, ids) for i, item in enumerate(items)]
+        if any(s is None for s in out) or not out:
+            return None, ids
+        return tuple(cast(list[Section], out)), ids
+
+    def section(self, node: yaml.Node, index: int, ids: dict[str, int]) -> Section | None:
+        r, p = self.r, join("sections", index)
+        m = r.mapping(node, p, keys=_SECTION_KEYS, required=("id", "title"))
+        if m is None:
+            return None
+        sid = self.r.identifier(m["id"], join(p, "id"), ids, "section") if "id" in m else None
+        title = r.string(m["title"], join(p, "title"), max_len=200) if "title" in m else None
+        description = ""
+        if "description" in m:
+            description = (
+                r.string(m["description"], join(p, "description"), single_line=False) or ""
+            )
+        min_score: float | None = 1.0
+        if "min_score" in m:
+            min_score = r.number(m["min_score"], join(p, "min_score"), low=0, high=1000)
+        rules = self.terms(m["rules"], join(p, "rules")) if "rules" in m else ()
+        exclude = self.phrases(m["exclude"], join(p, "exclude")) if "exclude" in m else ()
+        if sid is None or title is None or min_score is None or rules is None or exclude is None:
+            return None
+        return Section(sid, title, description.strip(), rules, exclude, min_score)
+
+    def terms(self, node: yaml.Node, path: str) -> tuple[Rule, ...] | None:
+        """Rule terms: `a phrase` (weight 1), {term: ..., weight: 2}, {regex: ..., weight: 1.5}."""
+        items = self.r.sequence(node, path)
+        if items is None:
+            return None
+        rules = [self.term(item, join(path, i)) for i, item in enumerate(items)]
+        return None if any(x is None for x in rules) else tuple(cast(list[Rule], rules))
+
+    def term(self, node: yaml.Node, path: str) -> Rule | None:
+        r = self.r
+        if not isinstance(node, yaml.MappingNode):
+            phrase = self.phrase(node, path)
+            return None if phrase is None else Rule(phrase)
+        m = r.mapping(node, path, keys=("term", "regex", "weight"))
+        if m is None:
+            return None
+        if ("term" in m) == ("regex" in m):
+            r.add(node, path, "give exactly one of 'term' (a word or phrase) or 'regex'")
+            return None
+        weight: float | None = 1.0
+        if "weight" in m:
+            weight = r.number(m["weight"], join(path, "weight"), low=0.01, high=100)
+        if "term" in m:
+            pattern = self.phrase(m["term"], join(path, "term"))
+        else:
+            pattern = self.r.regex(m["regex"], join(path, "regex"))
+        if pattern is None or weight is None:
+            return None
+        return Rule(pattern, weight, regex="regex" in m)
+
+    def phrases(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
+        items = self.r.sequence(node, path)
+        if items is None:
+            return None
+        out = [self.phrase(item, join(path, i)) for i, item in enumerate(items)]
+        return None if any(x is None for x in out) else tuple(cast(list[str], out))
+
+    def phrase(self, node: yaml.Node, path: str) -> str | None:
+        text = self.r.string(node, path, max_len=200)
+        if text is None:
+            return None
+        if not _WORD_RE.search(text):
+            self.r.add(node, path, f"'{text}' has no letters or digits to match")
+            return None
+        if _BAD_STAR_RE.search(text):
+            self.r.add(
+                node, path, "'*' may only end a word (e.g. 'simulat*'); use a regex for more"
+            )
+            return None
+        return text
+
+    # --- sources ----------------------------------------------------------------------------
+
+    def sources(
+        self, node: yaml.Node, section_ids: dict[str, int] | None
+    ) -> tuple[Source, ...] | None:
+        items = self.r.sequence(node, "sources")
+        if items is None:
+            return None
+        if not items:
+            self.r.add(node, "sources", "at least one source is needed")
+        ids: dict[str, int] = {}
+        out = [self.source(item, i, ids, section_ids) for i, item in enumerate(items)]
+        if any(s is None for s in out) or not out:
+            return None
+        return tuple(cast(list[Source], out))
+
+    def source(
+        self, node: yaml.Node, index: int, ids: dict[str, int], section_ids: dict[str, int] | None
+    ) -> Source | None:
+        r, p = self.r, join("sources", index)
+        m = r.mapping(node, p, keys=_SOURCE_KEYS, required=("id", "name", "url"))
+        if m is None:
+            return None
+        ok = all(k in m for k in ("id", "name", "url"))
+        sid = self.r.identifier(m["id"], join(p, "id"), ids, "source") if "id" in m else None
+        name = r.string(m["name"], join(p, "name"), max_len=200) if "name" in m else None
+        url = self.r.url(m["url"], join(p, "url")) if "url" in m else None
+        values: dict[str, object] = {}
+        if "kind" in m:
+            kind = r.string(m["kind"], join(p, "kind"))
+            kinds = get_args(SourceKind)
+            if kind is not None and kind not in kinds:
+                r.add(
+                    m["kind"],
+                    join(p, "kind"),
+                    f"unknown kind '{kind}'{suggest(kind, kinds)} (one of {', '.join(kinds)})",
+                )
+                kind = None
+            values["kind"] = kind
+        if "interval" in m:
+            minutes = r.integer(
+                m["interval"], join(p, "interval"), low=_MIN_INTERVAL, high=_MAX_SOURCE_INTERVAL
+            )
+            values["interval"] = None if minutes is None else timedelta(minutes=minutes)
+        if "section" in m:
+            values["section"] = self.section_ref(m["section"], join(p, "section"), section_ids)
+        if "max_bytes" in m:
+            values["max_bytes"] = r.integer(
+                m["max_bytes"], join(p, "max_bytes"), low=1024, high=1 << 30
+            )
+        if "allow_private_network" in m:
+            values["allow_private_network"] = r.boolean(
+                m["allow_private_network"], p + ".allow_private_network"
+            )
+        if "selectors" in m:
+            values["selectors"] = self.selectors(m["selectors"], join(p, "selectors"))
+            if values.get("kind") == "feed":
+                r.add(
+                    m["selectors"],
+                    join(p, "selectors"),
+                    "selectors apply to pages; remove them or set kind: page",
+                )
+                ok = False
+        if not ok or sid is None or name is None or url is None or None in values.values():
+            return None
+        values.setdefault("max_bytes", DEFAULT_MAX_BYTES)
+        return Source(id=sid, name=name, url=url, **values)  # type: ignore[arg-type]
+
+    def section_ref(
+        self, node: yaml.Node, path: str, section_ids: dict[str, int] | None
+    ) -> str | None:
+        sid = self.r.string(node, path)
+        if sid is None or section_ids is None:
+            return sid  # without a readable sections list there is nothing to check against
+        if sid not in section_ids:
+            hint = suggest(sid, section_ids) or f" (sections: {', '.join(section_ids)})"
+            self.r.add(node, path, f"unknown section '{sid}'{hint}")
+            return None
+        return sid
+
+    def selectors(self, node: yaml.Node, path: str) -> Selectors | None:
+        m = self.r.mapping(node, path, keys=_SELECTOR_KEYS, required=("item",))
+        if m is None or "item" not in m:
+            return None
+        values: dict[str, str | None] = {}
+        for key, value in m.items():
+            css = self.r.string(value, join(path, key), max_len=500)
+            if css is not None:
+                try:
+                    soupsieve.compile(css)
+                except soupsieve.SelectorSyntaxError as e:
+                    first = str(e).splitlines()[0]
+                    self.r.add(value, join(path, key), f"invalid CSS selector: {first}")
+                    css = None
+            values[key] = css
+        if None in values.values():
+            return None
+        return Selectors(**values)  # type: ignore[arg-type]
