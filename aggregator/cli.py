@@ -59,7 +59,9 @@ def parse_time(value: str, timezone: str, now: datetime) -> datetime:
     rel = _RELATIVE.match(value)
     if rel:
         n, unit = int(rel.group(1)), rel.group(2)
-        return now - {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        return (
+            now - {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        )
     zone = ZoneInfo(timezone)
     try:
         if len(value) == 10:
@@ -94,7 +96,8 @@ class Progress:
         width = 30
         filled = width * self.done // self.total
         mark = "ok" if result.ok else "FAILED"
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {result.source_id} {mark}"
+        bar = "#" * filled + "." * (width - filled)
+        line = f"[{bar}] {self.done}/{self.total} {result.source_id} {mark}"
         self.stream.write("\r\x1b[2K" + line[:120])
         if self.done == self.total:
             self.stream.write("\n")
@@ -171,7 +174,9 @@ def cmd_check(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
     return EXIT_OK
 
 
-def _update(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO, *, once: bool) -> int:
+def _update(
+    args: argparse.Namespace, config: Config, out: TextIO, err: TextIO, *, once: bool
+) -> int:
     now = datetime.now(UTC)
     unknown = [s for s in (args.source or []) if s not in {x.id for x in config.sources}]
     if unknown:
@@ -227,8 +232,10 @@ def cmd_fetch(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
 def cmd_items(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     if args.section and args.section not in {s.id for s in config.sections}:
-        raise UsageError(f"unknown section {args.section!r}; sections: "
-                         + ", ".join(s.id for s in config.sections))
+        raise UsageError(
+            f"unknown section {args.section!r}; sections: "
+            + ", ".join(s.id for s in config.sections)
+        )
     since = parse_time(args.since, config.newsletter.timezone, now) if args.since else None
     storage = _open(config, now)
     try:
@@ -269,10 +276,14 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
     if until is not None and since is None:
         since = until - timedelta(days=7)
     if since is not None and until is not None and since >= until:
-        raise UsageError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+        raise UsageError(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+        )
     storage = _open(config, now)
     try:
-        files = pipeline.build_digest(config, storage, now, start=since, end=until, out_dir=args.out)
+        files = pipeline.build_digest(
+            config, storage, now, start=since, end=until, out_dir=args.out
+        )
     finally:
         storage.close()
     zone = ZoneInfo(tz)
@@ -317,7 +328,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
     parser.add_argument(
-        "--config", type=Path, default=Path("feeds.yaml"), help="the newsletter's config (default: ./feeds.yaml)"
+        "--config",
+        type=Path,
+        default=Path("feeds.yaml"),
+        help="the newsletter's config (default: ./feeds.yaml)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -331,7 +345,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("items", help="list stored items, newest first")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--since", metavar="T", help="first seen at or after T (ISO date/time, or 7d, 12h)")
+    p.add_argument(
+        "--since", metavar="T", help="first seen at or after T (ISO date/time, or 7d, 12h)"
+    )
     p.add_argument("--section", metavar="ID", help="only items filed under this section")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N items")
     p.set_defaults(func=cmd_items)
@@ -342,17 +358,25 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("digest", help="write the weekly digest as HTML, text and .eml")
     p.add_argument("--since", metavar="T", help="window start (default: last complete week)")
-    p.add_argument("--until", metavar="T", help="window end, exclusive (default: --since + 7 days or now)")
+    p.add_argument(
+        "--until", metavar="T", help="window end, exclusive (default: --since + 7 days or now)"
+    )
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
     p.set_defaults(func=cmd_digest)
 
-    p = sub.add_parser("run", help="run the scheduler: fetch on each source's interval, digest weekly")
-    p.add_argument("--once", action="store_true", help="one full cycle (every source, feed, digest), then exit")
+    p = sub.add_parser(
+        "run", help="run the scheduler: fetch on each source's interval, digest weekly"
+    )
+    p.add_argument(
+        "--once", action="store_true", help="one full cycle (every source, feed, digest), then exit"
+    )
     p.set_defaults(func=cmd_run)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     parser = make_parser()
@@ -366,7 +390,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except ConfigError as e:
         for problem in e.problems:
             err.write(f"aggregator: config: {problem}\n")
-        err.write(f"aggregator: {len(e.problems)} problem(s) in {args.config}; nothing was fetched\n")
+        err.write(
+            f"aggregator: {len(e.problems)} problem(s) in {args.config}; nothing was fetched\n"
+        )
         return EXIT_CONFIG
     except UsageError as e:
         err.write(f"aggregator: {e}\n")

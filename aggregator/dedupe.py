@@ -68,8 +68,8 @@ def disambiguate_guids(items: Sequence[Item]) -> list[Item]:
 
     Some feeds give every item the same GUID (a CMS bug) or repeat an item. An item whose
     GUID was already used in this batch gets `guid|link` (or `guid|title`); if those are
-    taken too it is the same item repeated and is dropped (keeping the first). Deterministic, so the next
-    fetch of the same feed yields the same GUIDs and adds nothing.
+    taken too it is the same item repeated and is dropped (keeping the first).
+    Deterministic, so the next fetch of the same feed yields the same GUIDs and adds nothing.
     """
     seen: set[str] = set()
     out: list[Item] = []

@@ -54,9 +54,8 @@ def select_digest(
     for story in stories:
         if not start <= story.first_seen < end:
             continue
-        section = story.section
-        if section in by_section:
-            by_section[section].append(story)
+        if story.section is not None and story.section in by_section:
+            by_section[story.section].append(story)
     digest_sections = []
     for section in sections:
         chosen = sorted(by_section[section.id], key=story_time, reverse=True)

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from aggregator.exceptions import FetchError
-from aggregator.types import FetchSettings, Fetched, Source, Validators
+from aggregator.types import Fetched, FetchSettings, Source, Validators
 
 # The pipeline adds the newsletter's link, so a site owner can see who is polling them.
 DEFAULT_USER_AGENT = "aggregator/0.1 (feed and newsletter aggregator)"
@@ -71,14 +71,10 @@ def _is_public(address: str) -> bool:
     return ip.is_global
 
 
-async def _check_address(
-    source: Source, url: str, allow_private: bool, resolver: Resolver
-) -> None:
+async def _check_address(source: Source, url: str, allow_private: bool, resolver: Resolver) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(
-            source.id, url, "bad_url", "only http:// and https:// URLs can be fetched"
-        )
+        raise FetchError(source.id, url, "bad_url", "only http:// and https:// URLs can be fetched")
     if allow_private:
         return
     host = parts.hostname
@@ -249,7 +245,9 @@ async def _fetch(
             raise _map_error(source, url, e) from e
         except httpx.InvalidURL as e:
             # httpx parses a redirect's Location even when not following it.
-            raise FetchError(source.id, url, "bad_url", f"invalid URL or redirect target: {e}") from e
+            raise FetchError(
+                source.id, url, "bad_url", f"invalid URL or redirect target: {e}"
+            ) from e
     raise FetchError(
         source.id,
         source.url,

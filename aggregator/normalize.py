@@ -184,9 +184,11 @@ def normalize_entry(entry: Entry, source_id: str) -> Item | None:
 
     guid = clean_text(entry.guid or "")[:MAX_URL_CHARS]
     if not guid:
-        guid = link or "sha1:" + hashlib.sha1(
-            f"{title}\n{summary_text}".encode(), usedforsecurity=False
-        ).hexdigest()
+        guid = (
+            link
+            or "sha1:"
+            + hashlib.sha1(f"{title}\n{summary_text}".encode(), usedforsecurity=False).hexdigest()
+        )
 
     author = clean_text(html.unescape(entry.author)) if entry.author else None
     published_raw = clean_text(entry.published_raw)[:200] if entry.published_raw else None

@@ -86,12 +86,11 @@ def is_due(state: SourceState | None, now: datetime) -> bool:
 
 def backoff(interval: timedelta, failures: int) -> timedelta:
     """Delay before retrying a source that failed `failures` times in a row."""
-    return min(MAX_BACKOFF, interval * (2 ** max(0, failures - 1)))
+    delay: timedelta = interval * (2 ** max(0, failures - 1))
+    return min(MAX_BACKOFF, delay)
 
 
-def prepare_items(
-    fetched: Fetched, source: Source, classifier: Classifier, limit: int
-) -> Prepared:
+def prepare_items(fetched: Fetched, source: Source, classifier: Classifier, limit: int) -> Prepared:
     """Fetched -> classified Items (pure, CPU-bound: run it off the event loop)."""
     parsed = parse_fetched(fetched, source.kind, source.selectors)
     items: list[Item] = []
@@ -165,7 +164,9 @@ def store_items(
     return len(new), len(existing)
 
 
-def _failed_state(state: SourceState, source: Source, error: SourceError, now: datetime) -> SourceState:
+def _failed_state(
+    state: SourceState, source: Source, error: SourceError, now: datetime
+) -> SourceState:
     failures = state.failures + 1
     return dataclasses.replace(
         state,
@@ -248,7 +249,9 @@ async def update_sources(
             return SourceResult(source.id, source.url, error=e)
         except RecursionError as e:
             # A pathological document (deeply nested markup) costs its source only.
-            err = ParseError(source.id, source.url, "parse_error", f"document too deeply nested: {e}")
+            err = ParseError(
+                source.id, source.url, "parse_error", f"document too deeply nested: {e}"
+            )
             storage.set_source_state(_failed_state(state, source, err, now))
             return SourceResult(source.id, source.url, error=err)
 
@@ -263,7 +266,9 @@ async def update_sources(
     return results
 
 
-def open_client(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def open_client(
+    config: Config, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """The run's HTTP client, its User-Agent naming us and the newsletter that polls."""
     settings = config.fetch
     if not settings.user_agent:
@@ -284,7 +289,9 @@ def _source_maps(config: Config) -> tuple[dict[str, str], dict[str, str]]:
     return {s.id: s.name for s in config.sources}, {s.id: s.url for s in config.sources}
 
 
-def build_feed(config: Config, storage: StorageType, now: datetime, out_dir: Path | None = None) -> Path:
+def build_feed(
+    config: Config, storage: StorageType, now: datetime, out_dir: Path | None = None
+) -> Path:
     """Write <out_dir>/feed.xml: the latest on-topic stories, newest first."""
     limit = config.digest.feed_items
     # Off-topic stories are dropped after the query, so ask for a margin over the limit.

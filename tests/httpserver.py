@@ -52,7 +52,7 @@ class Server:
                 if route is not None:
                     route(self)
                 elif path.startswith("/files/") and server.root is not None:
-                    server._serve_file(self, unquote(path[len("/files/"):]))
+                    server._serve_file(self, unquote(path[len("/files/") :]))
                 else:
                     send(self, 404, b"not found", "text/plain")
 
@@ -78,7 +78,8 @@ class Server:
         etag = '"' + hashlib.sha1(body).hexdigest() + '"'
         last_modified = formatdate(path.stat().st_mtime, usegmt=True)
         if self.conditional and (
-            h.headers.get("If-None-Match") == etag or h.headers.get("If-Modified-Since") == last_modified
+            h.headers.get("If-None-Match") == etag
+            or h.headers.get("If-Modified-Since") == last_modified
         ):
             send(h, 304, b"", None, {"ETag": etag, "Last-Modified": last_modified})
             return
@@ -158,7 +159,12 @@ def redirect(to: str, status: int = 302) -> Route:
     return route
 
 
-def static(body: bytes, ctype: str = "application/xml", status: int = 200, headers: dict[str, str] | None = None) -> Route:
+def static(
+    body: bytes,
+    ctype: str = "application/xml",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Route:
     def route(h: BaseHTTPRequestHandler) -> None:
         send(h, status, body, ctype, headers)
 

@@ -9,7 +9,17 @@ import aggregator
 
 PKG = Path(aggregator.__file__).parent
 TOP = {"cli", "scheduler", "pipeline"}
-STAGES = {"fetch", "parse", "normalize", "dedupe", "classify", "digest", "render", "output", "config"}
+STAGES = {
+    "fetch",
+    "parse",
+    "normalize",
+    "dedupe",
+    "classify",
+    "digest",
+    "render",
+    "output",
+    "config",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -25,7 +35,11 @@ def package_imports(path: Path) -> set[str]:
     """Top-level package modules imported (aggregator.x.y -> 'x')."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aggregator"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("aggregator")
+        ):
             rest = node.module.split(".")[1:]
             if rest:
                 names.add(rest[0])
@@ -93,9 +107,13 @@ def test_no_clock_reads_below_the_pipeline():
         if top(name) in TOP or name == "__main__":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in {"now", "utcnow", "today"}:
-                if isinstance(node.value, ast.Name) and node.value.id in {"datetime", "date"}:
-                    raise AssertionError(f"{name} reads the clock; take `now` as an argument")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in {"now", "utcnow", "today"}
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"datetime", "date"}
+            ):
+                raise AssertionError(f"{name} reads the clock; take `now` as an argument")
 
 
 def test_public_names_are_sorted_and_exist():

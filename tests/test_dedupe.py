@@ -17,7 +17,10 @@ def make(source="a", guid="g", url=None, title="T", link=None) -> Item:
 
 
 def test_same_url_anywhere_is_one_story():
-    items = [make("a", "1", "https://e.com/x", "One"), make("b", "2", "https://e.com/x", "Other words")]
+    items = [
+        make("a", "1", "https://e.com/x", "One"),
+        make("b", "2", "https://e.com/x", "Other words"),
+    ]
     refs = assign_stories(items, {})
     assert refs[0] == refs[1] == StoryRef(group=0)
 
@@ -57,13 +60,15 @@ keys = st.sampled_from(["u1", "u2", "u3", None])
 titles = st.sampled_from(["t1", "t2", "t3"])
 
 
-@given(st.lists(st.tuples(st.sampled_from("ab"), keys, titles), max_size=30),
-       st.dictionaries(st.sampled_from(["url:u1", "title:a:t2"]), st.integers(1, 5)))
+@given(
+    st.lists(st.tuples(st.sampled_from("ab"), keys, titles), max_size=30),
+    st.dictionaries(st.sampled_from(["url:u1", "title:a:t2"]), st.integers(1, 5)),
+)
 def test_every_item_gets_exactly_one_story(rows, known):
     items = [make(s, str(n), u, t) for n, (s, u, t) in enumerate(rows)]
     refs = assign_stories(items, known)
     assert len(refs) == len(items)
-    for item, ref in zip(items, refs):
+    for item, ref in zip(items, refs, strict=True):
         assert (ref.story_id is None) != (ref.group is None)
         # items that share a key with a known story join it
         if any(k in known for k in item_keys(item)):

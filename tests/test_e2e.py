@@ -37,7 +37,9 @@ LISTING_PAGES = [
 
 def real_feeds(corpus: Path) -> list[str]:
     with (corpus / "MANIFEST.tsv").open(newline="") as f:
-        return [row["path"] for row in csv.DictReader(f, delimiter="\t") if row["category"] == "real"]
+        return [
+            row["path"] for row in csv.DictReader(f, delimiter="\t") if row["category"] == "real"
+        ]
 
 
 def write_config(tmp: Path, base: str, feeds: list[str], pages: list[str]) -> Path:
@@ -50,9 +52,15 @@ def write_config(tmp: Path, base: str, feeds: list[str], pages: list[str]) -> Pa
         "sources:",
     ]
     for n, path in enumerate(feeds):
-        lines.append(f"  - {{id: feed-{n:03d}, name: 'Feed {n}', url: '{base}/files/{path}', kind: auto, section: news}}")
+        lines.append(
+            f"  - {{id: feed-{n:03d}, name: 'Feed {n}', url: '{base}/files/{path}', "
+            "kind: auto, section: news}"
+        )
     for n, path in enumerate(pages):
-        lines.append(f"  - {{id: page-{n:03d}, name: 'Page {n}', url: '{base}/files/{path}', kind: page, section: news}}")
+        lines.append(
+            f"  - {{id: page-{n:03d}, name: 'Page {n}', url: '{base}/files/{path}', "
+            "kind: page, section: news}"
+        )
     lines += [
         "sections:",
         "  - {id: news, title: News}",
@@ -92,9 +100,11 @@ def test_run_once_over_the_corpus(corpus: Path, tmp_path: Path, http_server) -> 
     page_ids = [f"page-{n:03d}" for n in range(len(LISTING_PAGES))]
     yielding = [s for s in feed_ids if per_source[s] > 0]
     share = len(yielding) / len(feed_ids)
-    print(f"\nreal feeds yielding items: {len(yielding)}/{len(feed_ids)} = {share:.1%}; "
-          f"pages: {sum(per_source[p] > 0 for p in page_ids)}/{len(page_ids)}; "
-          f"{total_items} items in {len(stories)} stories; run --once took {elapsed:.1f} s")
+    print(
+        f"\nreal feeds yielding items: {len(yielding)}/{len(feed_ids)} = {share:.1%}; "
+        f"pages: {sum(per_source[p] > 0 for p in page_ids)}/{len(page_ids)}; "
+        f"{total_items} items in {len(stories)} stories; run --once took {elapsed:.1f} s"
+    )
     assert share >= 0.95
     assert all(per_source[p] > 0 for p in page_ids), {p: per_source[p] for p in page_ids}
 
@@ -104,7 +114,7 @@ def test_run_once_over_the_corpus(corpus: Path, tmp_path: Path, http_server) -> 
             state = states[source_id]
             assert state.error_kind and state.error, source_id
             assert source_id in err and state.error_kind in err
-    for source_id, n in per_source.items():
+    for source_id in per_source:
         assert states[source_id].failures == 0 and states[source_id].last_success is not None
 
     # The summary table names every source.
@@ -126,9 +136,13 @@ def test_run_once_over_the_corpus(corpus: Path, tmp_path: Path, http_server) -> 
     # explicit window that holds today's items: html, txt and eml all written.
     digests = sorted((tmp_path / "public").glob("digest-*"))
     assert {p.suffix for p in digests} == {".html", ".txt", ".eml"}
-    code, out2, err2 = run("--config", str(config), "digest", "--since", "1d", "--until", "2099-01-01")
+    code, out2, err2 = run(
+        "--config", str(config), "digest", "--since", "1d", "--until", "2099-01-01"
+    )
     assert code == EXIT_OK, err2
-    html_path = next(Path(line.strip()) for line in out2.splitlines() if line.strip().endswith(".html"))
+    html_path = next(
+        Path(line.strip()) for line in out2.splitlines() if line.strip().endswith(".html")
+    )
     eml_path = html_path.with_suffix(".eml")
     html = html_path.read_text()
     assert "<script" not in html.lower() and "style=" in html
@@ -141,7 +155,16 @@ def test_run_once_over_the_corpus(corpus: Path, tmp_path: Path, http_server) -> 
     rows = [json.loads(line) for line in out3.splitlines()]
     assert code == EXIT_OK and len(rows) == 50
     for row in rows:
-        assert {"id", "source", "title", "url", "published", "first_seen", "section", "story"} <= row.keys()
+        assert {
+            "id",
+            "source",
+            "title",
+            "url",
+            "published",
+            "first_seen",
+            "section",
+            "story",
+        } <= row.keys()
 
     # A second run adds nothing: once with 304s, once with full bodies re-parsed.
     code, out4, _ = run("--config", str(config), "run", "--once")

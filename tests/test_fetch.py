@@ -1,4 +1,7 @@
-"""fetch: Source -> Fetched. MockTransport for precise cases, a real 127.0.0.1 server for the rest."""
+"""fetch: Source -> Fetched.
+
+MockTransport for precise cases, a real 127.0.0.1 server for the rest.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from tests.httpserver import gzip_bomb, redirect, silent, static, trickle
 
 PUBLIC = FetchSettings(deadline=5)
 LOCAL = FetchSettings(allow_private_network=True, connect_timeout=2, read_timeout=2, deadline=4)
+NO_VALIDATORS = Validators()
 RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
 
 
@@ -22,7 +26,13 @@ async def public_resolver(host: str, port: int) -> list[str]:
     return ["93.184.216.34"]
 
 
-def fetch(source: Source, handler, settings: FetchSettings = PUBLIC, validators=Validators(), resolver=public_resolver):
+def fetch(
+    source: Source,
+    handler,
+    settings: FetchSettings = PUBLIC,
+    validators=NO_VALIDATORS,
+    resolver=public_resolver,
+):
     async def go():
         async with make_client(settings, httpx.MockTransport(handler)) as client:
             return await fetch_source(client, source, validators, settings, resolver=resolver)
@@ -30,7 +40,7 @@ def fetch(source: Source, handler, settings: FetchSettings = PUBLIC, validators=
     return asyncio.run(go())
 
 
-def fetch_real(source: Source, settings: FetchSettings = LOCAL, validators=Validators()):
+def fetch_real(source: Source, settings: FetchSettings = LOCAL, validators=NO_VALIDATORS):
     async def go():
         async with make_client(settings) as client:
             return await fetch_source(client, source, validators, settings)
@@ -46,7 +56,15 @@ def test_ok_sends_user_agent_and_keeps_validators():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.update(request.headers)
-        return httpx.Response(200, content=RSS, headers={"ETag": '"v1"', "Last-Modified": "Mon, 30 Nov 2026 10:00:00 GMT", "Content-Type": "application/rss+xml"})
+        return httpx.Response(
+            200,
+            content=RSS,
+            headers={
+                "ETag": '"v1"',
+                "Last-Modified": "Mon, 30 Nov 2026 10:00:00 GMT",
+                "Content-Type": "application/rss+xml",
+            },
+        )
 
     fetched = fetch(SRC, handler)
     assert fetched.content == RSS and fetched.status == 200 and not fetched.not_modified
@@ -90,7 +108,9 @@ def test_redirects_followed_and_capped_with_chain_in_message():
     assert fetch(SRC, two).url == "https://feeds.example.org/new"
 
 
-@pytest.mark.parametrize("target", ["ftp://example.org/x", "file:///etc/passwd", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target", ["ftp://example.org/x", "file:///etc/passwd", "javascript:alert(1)"]
+)
 def test_redirect_to_non_http_scheme_is_refused(target):
     with pytest.raises(FetchError) as e:
         fetch(SRC, lambda r: httpx.Response(302, headers={"Location": target}))
@@ -104,7 +124,12 @@ def test_private_addresses_refused_unless_allowed():
     with pytest.raises(FetchError) as e:
         fetch(SRC, lambda r: httpx.Response(200, content=RSS), resolver=private)
     assert e.value.kind == "blocked_address" and "allow_private_network" in e.value.message
-    for literal in ["http://127.0.0.1/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://[::ffff:127.0.0.1]/"]:
+    for literal in [
+        "http://127.0.0.1/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+        "http://[::ffff:127.0.0.1]/",
+    ]:
         with pytest.raises(FetchError) as e:
             fetch(Source(id="s", name="s", url=literal), lambda r: httpx.Response(200, content=RSS))
         assert e.value.kind == "blocked_address", literal
@@ -139,7 +164,8 @@ def test_mapped_transport_errors():
 
         return handler
 
-    for exc, kind in [(httpx.ConnectTimeout, "connect_timeout"), (httpx.ReadTimeout, "read_timeout"),
+    for exc, kind in [(httpx.ConnectTimeout, "connect_timeout"),
+                      (httpx.ReadTimeout, "read_timeout"),
                       (httpx.ConnectError, "connect"), (httpx.ReadError, "read_error"),
                       (httpx.RemoteProtocolError, "protocol")]:  # fmt: skip
         with pytest.raises(FetchError) as e:

@@ -95,7 +95,9 @@ def test_normalize_entry_full():
 
 def test_normalize_entry_fallbacks():
     # no title: an excerpt of the text; no guid: the link
-    item = normalize_entry(Entry(guid=None, link="https://e.com/x", title=None, summary="<p>Body text</p>"), "s")
+    item = normalize_entry(
+        Entry(guid=None, link="https://e.com/x", title=None, summary="<p>Body text</p>"), "s"
+    )
     assert item is not None and item.title == "Body text" and item.guid == "https://e.com/x"
     # no title, no text: the link
     item = normalize_entry(Entry(guid=None, link="https://e.com/y", title=""), "s")
@@ -110,7 +112,9 @@ def test_normalize_entry_fallbacks():
     # nothing at all: skipped
     assert normalize_entry(Entry(guid="g", link=None, title=None), "s") is None
     # naive dates are taken as UTC
-    item = normalize_entry(Entry(guid="g", link=None, title="T", published=datetime(2026, 1, 1)), "s")
+    item = normalize_entry(
+        Entry(guid="g", link=None, title="T", published=datetime(2026, 1, 1)), "s"
+    )
     assert item is not None and item.published == datetime(2026, 1, 1, tzinfo=UTC)
 
 

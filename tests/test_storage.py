@@ -49,9 +49,13 @@ def test_lookups_by_guid_url_and_title(storage):
         story = tx.add_story(NOW)
         tx.add_item(make_item("g1", "https://e.com/1", "Hello"), story, Placement(None), NOW)
     with storage.transaction() as tx:
-        assert tx.get_item_ids("s", ["g1", "g2"]) == {"g1": 1} or list(tx.get_item_ids("s", ["g1", "g2"])) == ["g1"]
+        assert tx.get_item_ids("s", ["g1", "g2"]) == {"g1": 1} or list(
+            tx.get_item_ids("s", ["g1", "g2"])
+        ) == ["g1"]
         assert tx.get_item_ids("other", ["g1"]) == {}
-        found = tx.get_story_ids(["url:https://e.com/1", "title:s:hello", "title:x:hello", "url:nope"])
+        found = tx.get_story_ids(
+            ["url:https://e.com/1", "title:s:hello", "title:x:hello", "url:nope"]
+        )
     assert found == {"url:https://e.com/1": story, "title:s:hello": story}
 
 
@@ -59,11 +63,10 @@ def test_unique_guid_per_source_and_failed_transaction_leaves_nothing(storage):
     with storage.transaction() as tx:
         story = tx.add_story(NOW)
         tx.add_item(make_item("g1"), story, Placement(None), NOW)
-    with pytest.raises(StorageError, match="adding an item"):
-        with storage.transaction() as tx:
-            tx.add_item(make_item("g2"), story, Placement(None), NOW)
-            tx.set_source_state(SourceState("s", Validators("etag-new")))
-            tx.add_item(make_item("g1"), story, Placement(None), NOW)  # duplicate
+    with pytest.raises(StorageError, match="adding an item"), storage.transaction() as tx:
+        tx.add_item(make_item("g2"), story, Placement(None), NOW)
+        tx.set_source_state(SourceState("s", Validators("etag-new")))
+        tx.add_item(make_item("g1"), story, Placement(None), NOW)  # duplicate
     assert [i.item.guid for i in storage.get_items()] == ["g1"]
     assert "s" not in storage.get_source_states()  # state not advanced either
 
@@ -84,7 +87,9 @@ def test_stories_window_order_and_members(storage):
         tx.add_item(make_item("o"), old, Placement("training"), NOW - timedelta(days=10))
         new = tx.add_story(NOW)
         tx.add_item(make_item("n1", source="a"), new, Placement("crisis"), NOW)
-        tx.add_item(make_item("n2", source="b"), new, Placement("crisis"), NOW + timedelta(seconds=1))
+        tx.add_item(
+            make_item("n2", source="b"), new, Placement("crisis"), NOW + timedelta(seconds=1)
+        )
     stories = storage.get_stories(since=NOW - timedelta(days=1), until=NOW + timedelta(days=1))
     assert [s.id for s in stories] == [new]
     assert stories[0].lead.item.guid == "n1" and [o.item.guid for o in stories[0].others] == ["n2"]
@@ -104,7 +109,9 @@ def test_reopen_keeps_data_and_schema_version(database_url):
     s.close()
     engine = sqlalchemy.create_engine(database_url)
     with engine.connect() as conn:
-        versions = conn.execute(sqlalchemy.text("select version from schema_version")).scalars().all()
+        versions = (
+            conn.execute(sqlalchemy.text("select version from schema_version")).scalars().all()
+        )
     engine.dispose()
     assert versions == [LATEST]
 
@@ -113,16 +120,19 @@ def test_newer_schema_is_refused(database_url):
     open_storage(database_url, NOW).close()
     engine = sqlalchemy.create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("insert into schema_version (version, applied_at) values (999, '2026-01-01')"))
+        conn.execute(
+            sqlalchemy.text(
+                "insert into schema_version (version, applied_at) values (999, '2026-01-01')"
+            )
+        )
     engine.dispose()
     with pytest.raises(StorageError, match="newer than this aggregator"):
         open_storage(database_url, NOW)
 
 
 def test_naive_datetime_is_refused(storage):
-    with pytest.raises((StorageError, ValueError)):
-        with storage.transaction() as tx:
-            tx.add_story(datetime(2026, 1, 1))
+    with pytest.raises((StorageError, ValueError)), storage.transaction() as tx:
+        tx.add_story(datetime(2026, 1, 1))
 
 
 def test_unreachable_database_is_a_storage_error(tmp_path):

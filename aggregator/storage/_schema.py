@@ -126,8 +126,12 @@ LATEST = MIGRATIONS[-1][0]
 def migrate(conn: Connection, now: datetime) -> int:
     """Apply the missing migrations; return the version the database is now at."""
     schema_version.create(conn, checkfirst=True)
-    current = conn.execute(select(schema_version.c.version).order_by(
-        schema_version.c.version.desc()).limit(1)).scalar() or 0
+    current = (
+        conn.execute(
+            select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
+        ).scalar()
+        or 0
+    )
     for version, step in MIGRATIONS:
         if version > current:
             step(conn)

@@ -150,7 +150,7 @@ class SqlTransaction:
     @_wrap("adding a story")
     def add_story(self, first_seen: datetime) -> int:
         result = self._conn.execute(stories.insert().values(first_seen=first_seen))
-        return int(result.inserted_primary_key[0])
+        return int(_inserted_id(result))
 
     @_wrap("adding an item")
     def add_item(
@@ -179,7 +179,7 @@ class SqlTransaction:
                 reason=placement.reason,
             )
         )
-        return int(result.inserted_primary_key[0])
+        return int(_inserted_id(result))
 
     @_wrap("marking items as seen")
     def touch_items(self, ids: Sequence[int], now: datetime) -> None:
@@ -189,6 +189,13 @@ class SqlTransaction:
     @_wrap("saving a source's state")
     def set_source_state(self, state: SourceState) -> None:
         _upsert_state(self._conn, state)
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported backend returns it
+        raise StorageError("the database did not return the new row's id")
+    return int(key[0])
 
 
 def _upsert_state(conn: Connection, state: SourceState) -> None:
@@ -334,9 +341,15 @@ def open_storage(url: str, now: datetime) -> SqlStorage:
     storage = SqlStorage(engine, url)
     try:
         with engine.begin() as conn:
-            version = conn.execute(
-                select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
-            ).scalar() if engine.dialect.has_table(conn, "schema_version") else 0
+            version = (
+                conn.execute(
+                    select(schema_version.c.version)
+                    .order_by(schema_version.c.version.desc())
+                    .limit(1)
+                ).scalar()
+                if engine.dialect.has_table(conn, "schema_version")
+                else 0
+            )
             if version and version > LATEST:
                 raise StorageError(
                     f"database {_redact(url)} is at schema version {version}, newer than this "
@@ -351,5 +364,3 @@ def open_storage(url: str, now: datetime) -> SqlStorage:
         engine.dispose()  # no pooled connection may outlive a failed open
         raise
     return storage
-
-
