@@ -12,6 +12,7 @@ formats messages for people or exits: that is cli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from aggregator._version import __version__
 from aggregator.classify import Classifier, make_classifier
 from aggregator.dedupe import assign_stories, disambiguate_guids, item_keys
 from aggregator.digest import last_complete_week, latest_stories, select_digest
-from aggregator.exceptions import ParseError, SourceError
+from aggregator.exceptions import ParseError, SourceError, StorageError
 from aggregator.fetch import Resolver, fetch_source, make_client, system_resolver
 from aggregator.normalize import normalize_entry
 from aggregator.output import write_outputs
@@ -164,6 +165,16 @@ def store_items(
     return len(new), len(existing)
 
 
+def _failed(
+    storage: StorageType, state: SourceState, source: Source, error: SourceError, now: datetime
+) -> SourceResult:
+    """Record a source's failure (streak, backoff, reason) and make it a result."""
+    # If the store is what failed, the result still carries the reason.
+    with contextlib.suppress(StorageError):
+        storage.set_source_state(_failed_state(state, source, error, now))
+    return SourceResult(source.id, source.url, error=error)
+
+
 def _failed_state(
     state: SourceState, source: Source, error: SourceError, now: datetime
 ) -> SourceState:
@@ -245,15 +256,27 @@ async def update_sources(
                 warnings=prepared.warnings,
             )
         except SourceError as e:
-            storage.set_source_state(_failed_state(state, source, e, now))
-            return SourceResult(source.id, source.url, error=e)
+            return _failed(storage, state, source, e, now)
         except RecursionError as e:
             # A pathological document (deeply nested markup) costs its source only.
-            err = ParseError(
-                source.id, source.url, "parse_error", f"document too deeply nested: {e}"
+            detail = f"document too deeply nested: {e}"
+            return _failed(
+                storage,
+                state,
+                source,
+                ParseError(source.id, source.url, "parse_error", detail),
+                now,
             )
-            storage.set_source_state(_failed_state(state, source, err, now))
-            return SourceResult(source.id, source.url, error=err)
+        except StorageError as e:
+            # A busy or full database fails this source's transaction (nothing of it was
+            # written); the other sources still get their turn.
+            return _failed(
+                storage,
+                state,
+                source,
+                SourceError(source.id, source.url, "store_error", str(e)),
+                now,
+            )
 
     results: list[SourceResult] = []
     for task in asyncio.as_completed([one(s) for s in sources]):

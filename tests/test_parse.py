@@ -700,3 +700,16 @@ def test_corpus_single_articles_have_no_listing(corpus: Path, path: str) -> None
     with pytest.raises(ParseError) as info:
         _parse_corpus(corpus, path, "page")
     assert info.value.kind == "no_items"
+
+
+def test_rss_guid_is_kept_as_written_not_resolved_against_the_feed_url() -> None:
+    # feedparser would turn <guid>g1</guid> into "<feed url>/g1": an item's identity must not
+    # change when the feed moves.
+    feed = (
+        b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"
+        b"<item><guid>g1</guid><title>One</title><link>/a</link></item></channel></rss>"
+    )
+    first = parse_feed(feed, "https://old.example.org/feed.xml")
+    moved = parse_feed(feed, "https://new.example.org/rss")
+    assert first.entries[0].guid == moved.entries[0].guid == "g1"
+    assert first.entries[0].link == "https://old.example.org/a"

@@ -18,10 +18,18 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+from feedparser.mixin import _FeedParserMixin
 
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._sniff import charset
 from aggregator.types import Entry, Parsed
+
+# feedparser resolves an RSS <guid> (and an Atom <id>) against the feed's URL unless
+# isPermaLink="false", so a guid "g1" becomes "http://host/feed/g1" and every item would get
+# a new identity when the feed moves to another URL. An id is an identifier, not a link:
+# keep it as written. (Links are still made absolute, by feedparser and by `_absolute`.)
+_mixin: Any = _FeedParserMixin
+_mixin.can_be_relative_uri = frozenset(_mixin.can_be_relative_uri) - {"id"}
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
