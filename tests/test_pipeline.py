@@ -40,7 +40,9 @@ GOOD = rss(
 
 def make_config(tmp_path: Path, server, sources: list[str]) -> Config:
     text = f"""
-newsletter: {{title: Test Weekly, link: "https://weekly.example.org/", description: d, timezone: America/New_York}}
+newsletter:
+  {{title: Test Weekly, link: "https://weekly.example.org/", description: d,
+    timezone: America/New_York}}
 storage: {{database: "sqlite:///data/t.db"}}
 output: {{dir: out}}
 fetch: {{allow_private_network: true, connect_timeout: 1, read_timeout: 1, deadline: 2}}
@@ -145,7 +147,7 @@ def test_failed_fetch_leaves_stored_items_and_validators_alone(tmp_path, http_se
         assert result.error is not None and result.error.http_status == 500
     state = storage.get_source_states()["s"]
     assert state.failures == 3 and state.validators.etag == '"v1"'
-    assert state.next_due == NOW + timedelta(hours=3) + timedelta(hours=4)  # 1h × 2^(3-1)
+    assert state.next_due == NOW + timedelta(hours=3) + timedelta(hours=4)  # 1 h * 2^(3-1)
     assert storage.count_items() == 3
     # Recovery resets the streak.
     http_server.routes["/feed.xml"] = static(GOOD, headers={"ETag": '"v2"'})
