@@ -330,7 +330,10 @@ def open_storage(url: str, now: datetime) -> SqlStorage:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create the folder for {parsed.database}: {e}") from e
         kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
     try:
         engine = create_engine(parsed, **kwargs)
