@@ -79,7 +79,8 @@ def test_check_passes_on_the_shipped_feeds_yaml():
 def test_check_lists_every_problem_with_file_line_and_key(tmp_path):
     path = tmp_path / "feeds.yaml"
     path.write_text(
-        "newsletter: {title: T, link: 'https://t.example.org/', description: d, timezone: Mars/Base}\n"
+        "newsletter: {title: T, link: 'https://t.example.org/', description: d,\n"
+        "  timezone: Mars/Base}\n"
         "storage: {database: 'sqlite:///a.db'}\n"
         "output: {dir: out}\n"
         "sources:\n"
@@ -87,11 +88,11 @@ def test_check_lists_every_problem_with_file_line_and_key(tmp_path):
         "  - {id: b, name: B, url: 'ftp://b.example.org/'}\n"
         "sections:\n  - {id: s, title: S}\n"
     )
-    code, out, err = run("--config", str(path), "check")
+    code, _, err = run("--config", str(path), "check")
     assert code == EXIT_CONFIG
-    assert f"{path}:1:" in err and "timezone" in err
-    assert f"{path}:5:" in err and "urll" in err and "did you mean 'url'" in err
-    assert f"{path}:6:" in err and "ftp" in err
+    assert f"{path}:2:" in err and "timezone" in err
+    assert f"{path}:6:" in err and "urll" in err and "did you mean 'url'" in err
+    assert f"{path}:7:" in err and "ftp" in err
     assert "nothing was fetched" in err
     assert "Traceback" not in err
 

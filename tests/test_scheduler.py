@@ -51,7 +51,7 @@ def test_digest_fires_monday_0700_local_across_dst(zone, around):
 def test_bad_digest_schedule_is_a_config_error():
     config = load_config(ROOT / "feeds.yaml")
     config = dataclasses.replace(config, schedule=Schedule(digest_cron="0 7 * * 1"))
-    with pytest.raises(ConfigError, match="schedule.digest"):
+    with pytest.raises(ConfigError, match=r"schedule\.digest"):
         digest_trigger(config)
 
 
