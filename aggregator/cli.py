@@ -1,6 +1,6 @@
 """The command line: arguments -> config + pipeline; owns output formatting and exit codes.
 
-Exit codes (keep in sync with README.md and docs/cli.md):
+Exit codes (keep in sync with README.md and docs/editors.md):
     0  success
     1  a bug: an unexpected exception (with its traceback)
     2  usage error (bad arguments)
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from aggregator.exceptions import (
     SourceError,
     StorageError,
 )
+from aggregator.render import check_templates, make_environment
 from aggregator.storage import StorageType, open_storage
 from aggregator.types import Config, SourceResult, StoredItem
 
@@ -167,6 +169,8 @@ def _open(config: Config, now: datetime) -> StorageType:
 
 
 def cmd_check(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
+    # The editor's template overrides are compiled too: a broken one fails here, not on Monday.
+    check_templates(make_environment(config.templates_dir))
     out.write(
         f"{config.path}: ok: {len(config.sources)} sources, {len(config.sections)} sections, "
         f"timezone {config.newsletter.timezone}\n"
@@ -249,7 +253,9 @@ def cmd_items(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
     zone = ZoneInfo(config.newsletter.timezone)
     for s in items:
         when = s.first_seen.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        section = s.placement.section or "(off-topic)"
+        section = s.placement.section or (
+            "(unfiled)" if s.placement.reason.startswith("unfiled") else "(off-topic)"
+        )
         out.write(f"{s.id:>6}  {when}  {section:<11} {s.item.source_id}: {s.item.title}\n")
     out.write(f"{len(items)} items\n")
     return EXIT_OK
@@ -274,7 +280,9 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
     if since is not None and until is None:
         until = now
     if until is not None and since is None:
-        since = until - timedelta(days=7)
+        # A week back in local time, so a window across a DST change is still a week.
+        zone = ZoneInfo(tz)
+        since = (until.astimezone(zone) - timedelta(days=7)).astimezone(UTC)
     if since is not None and until is not None and since >= until:
         raise UsageError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
@@ -359,7 +367,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("digest", help="write the weekly digest as HTML, text and .eml")
     p.add_argument("--since", metavar="T", help="window start (default: last complete week)")
     p.add_argument(
-        "--until", metavar="T", help="window end, exclusive (default: --since + 7 days or now)"
+        "--until", metavar="T", help="window end, exclusive (default: now when --since is given)"
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
     p.set_defaults(func=cmd_digest)
@@ -406,3 +414,9 @@ def main(
     except KeyboardInterrupt:
         err.write("aggregator: interrupted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `aggregator items --json | head`: the reader left; that is not an error. Point
+        # stdout at devnull so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

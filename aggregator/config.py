@@ -14,9 +14,9 @@ pipeline or cli (nor any other stage).
 
 from __future__ import annotations
 
-import email.utils
 import os
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import cast, get_args
@@ -24,6 +24,7 @@ from typing import cast, get_args
 import soupsieve
 import yaml
 
+from aggregator._mail import parse_mailbox
 from aggregator._yaml_nodes import NodeReader, join, suggest
 from aggregator.exceptions import ConfigError, ConfigProblem
 from aggregator.types import (
@@ -104,6 +105,7 @@ class _ConfigBuilder:
         self.r = reader
         self.path = path
         self.base = path.parent
+        self.explicit_interval: set[str] = set()  # ids of sources that set `interval`
 
     def build(self, root: yaml.Node) -> Config | None:
         r = self.r
@@ -129,6 +131,14 @@ class _ConfigBuilder:
         if "sections" in top:
             sections, section_ids = self.sections(top["sections"])
         sources = self.sources(top["sources"], section_ids) if "sources" in top else None
+        if sources is not None and schedule is not None:
+            # A source without its own `interval` is polled every `schedule.fetch_interval`.
+            sources = tuple(
+                s
+                if s.id in self.explicit_interval
+                else replace(s, interval=schedule.fetch_interval)
+                for s in sources
+            )
 
         parts = (newsletter, database, output, fetch, schedule, digest, topic, sections, sources)
         if r.problems or any(p is None for p in parts):
@@ -319,7 +329,7 @@ class _ConfigBuilder:
                 values[key] = r.integer(m[key], join(p, key), low=low, high=high)
         if "from" in m:
             sender = r.string(m["from"], join(p, "from"), max_len=300)
-            if sender is not None and "@" not in email.utils.parseaddr(sender)[1]:
+            if sender is not None and parse_mailbox(sender) is None:
                 r.add(
                     m["from"], join(p, "from"), "expected an address like 'Name <news@example.org>'"
                 )
@@ -469,6 +479,8 @@ class _ConfigBuilder:
                 m["interval"], join(p, "interval"), low=_MIN_INTERVAL, high=_MAX_SOURCE_INTERVAL
             )
             values["interval"] = None if minutes is None else timedelta(minutes=minutes)
+            if sid is not None:
+                self.explicit_interval.add(sid)
         if "section" in m:
             values["section"] = self.section_ref(m["section"], join(p, "section"), section_ids)
         if "max_bytes" in m:

@@ -180,3 +180,52 @@ def test_python_dash_m_entry_point():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_check_compiles_the_editors_template_overrides(tmp_path):
+    config = write_config(tmp_path, "  - {id: a, name: A, url: 'https://a.example.org/'}\n")
+    (tmp_path / "mytemplates").mkdir()
+    (tmp_path / "mytemplates" / "digest.txt.j2").write_text("{% for x in %}broken")
+    text = config.read_text().replace(
+        "output: {dir: out}", "output: {dir: out, templates: mytemplates}"
+    )
+    config.write_text(text)
+    code, _, err = run("--config", str(config), "check")
+    assert code == cli.EXIT_OUTPUT and "digest.txt.j2" in err and "Traceback" not in err
+
+
+def test_until_alone_is_a_local_week(tmp_path):
+    config = write_config(tmp_path, "  - {id: a, name: A, url: 'https://a.example.org/'}\n")
+    # Europe/Berlin leaves summer time on 25 October 2026: still Monday to Monday, week-named.
+    code, out, err = run("--config", str(config), "digest", "--until", "2026-11-02")
+    assert code == EXIT_OK, err
+    assert "2026-10-26 00:00 to 2026-11-02 00:00" in out and "digest-2026-W44.html" in out
+
+
+def test_items_piped_into_head_is_not_an_error(tmp_path, http_server):
+    # Enough output to fill the pipe, so the writer meets the closed end.
+    many = "".join(
+        f"<item><guid>{n}</guid><link>https://e.org/{n}</link><title>Police item {n}</title>"
+        f"<description>{'text ' * 60}</description></item>"
+        for n in range(800)
+    )
+    http_server.routes["/ok.xml"] = static(
+        (
+            "<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"
+            f"{many}</channel></rss>"
+        ).encode()
+    )
+    config = write_config(
+        tmp_path, f"  - {{id: ok, name: OK, url: '{http_server.url('/ok.xml')}'}}\n"
+    )
+    assert run("--config", str(config), "fetch")[0] == EXIT_OK
+    result = subprocess.run(
+        f"'{sys.executable}' -m aggregator --config '{config}' items --json | head -c 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.stdout == "{"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

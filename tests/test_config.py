@@ -515,3 +515,36 @@ def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
     ]
     message = str(error)
     assert message.count(str(path)) == len(found)
+
+
+def test_fetch_interval_is_the_default_interval_of_sources(tmp_path):
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "newsletter: {title: T, link: 'https://t.example.org/', description: d, timezone: UTC}\n"
+        "storage: {database: 'sqlite:///a.db'}\noutput: {dir: out}\n"
+        "schedule: {fetch_interval: 30}\n"
+        "sources:\n"
+        "  - {id: a, name: A, url: 'https://a.example.org/'}\n"
+        "  - {id: b, name: B, url: 'https://b.example.org/', interval: 240}\n"
+        "sections:\n  - {id: s, title: S}\n"
+    )
+    config = load_config(path)
+    assert config.source("a").interval == timedelta(minutes=30)
+    assert config.source("b").interval == timedelta(minutes=240)
+
+
+@pytest.mark.parametrize(
+    "sender", ["a@b.org, c@d.org", "Desk Bcc: x@evil <d@example.org>", "nobody", "A <a@>"]
+)
+def test_digest_from_must_be_one_mailbox(tmp_path, sender):
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "newsletter: {title: T, link: 'https://t.example.org/', description: d, timezone: UTC}\n"
+        "storage: {database: 'sqlite:///a.db'}\noutput: {dir: out}\n"
+        f"digest: {{from: '{sender}'}}\n"
+        "sources:\n  - {id: a, name: A, url: 'https://a.example.org/'}\n"
+        "sections:\n  - {id: s, title: S}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert f"{path}:4:" in str(e.value) and "digest.from" in str(e.value)

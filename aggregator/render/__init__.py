@@ -17,6 +17,7 @@ them), and takes `now` / `Digest.generated_at` instead of reading the clock.
 Imports only `types` and `exceptions`; never fetch, parse, storage, pipeline, cli or config.
 """
 
+from aggregator._mail import MAX_SUBJECT_CHARS, clean_header
 from aggregator.render._digest import message_id, render_digest
 from aggregator.render._environment import (
     DIGEST_HTML_TEMPLATE,
@@ -29,9 +30,7 @@ from aggregator.render._environment import (
 from aggregator.render._feed import DEFAULT_FEED_LIMIT, render_feed
 from aggregator.render._text import (
     DEFAULT_TEASER_CHARS,
-    MAX_SUBJECT_CHARS,
     TEXT_WIDTH,
-    clean_header,
     format_date,
     format_period,
     safe_url,

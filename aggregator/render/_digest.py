@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC
-from email.headerregistry import Address, AddressHeader
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -17,6 +17,7 @@ from email.utils import format_datetime
 import css_inline
 import jinja2
 
+from aggregator._mail import clean_header, parse_mailbox
 from aggregator.exceptions import RenderError
 from aggregator.render._environment import (
     DIGEST_HTML_TEMPLATE,
@@ -27,7 +28,6 @@ from aggregator.render._text import (
     DEFAULT_TEASER_CHARS,
     TEXT_WIDTH,
     aware,
-    clean_header,
     format_period,
     host_of,
 )
@@ -102,13 +102,10 @@ def _sender(sender: str, newsletter: Newsletter) -> Address:
     if not sender:
         addr = f"noreply@{host_of(newsletter.link)}"
         return Address(clean_header(newsletter.title), addr_spec=addr)
-    # The strict parser of the header registry, not parseaddr: "Desk Bcc: x@evil <d@example.org>"
-    # is a group to it (a defect), where parseaddr quietly returns x@evil.
-    header = SMTP.header_factory("From", clean_header(sender))
-    addresses = header.addresses if isinstance(header, AddressHeader) else ()
-    if header.defects or len(addresses) != 1 or not addresses[0].domain:
+    mailbox = parse_mailbox(sender)
+    if mailbox is None:
         raise RenderError(f"sender {sender!r} is not one mail address like 'Name <addr@host>'")
-    return Address(clean_header(addresses[0].display_name), addr_spec=addresses[0].addr_spec)
+    return mailbox
 
 
 def message_id(digest: Digest) -> str:

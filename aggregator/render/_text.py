@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-import unicodedata
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
@@ -17,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aggregator.exceptions import RenderError
 
 DEFAULT_TEASER_CHARS = 280
-MAX_SUBJECT_CHARS = 200
 TEXT_WIDTH = 72  # keep in sync with templates/digest.txt.j2 (it gets this as text_width)
 
 # --- URLs ---------------------------------------------------------------------------------
@@ -162,27 +160,6 @@ def format_period(start: datetime, end: datetime, tz: str) -> str:
 # --- headers and XML ----------------------------------------------------------------------
 
 # Directional overrides make a subject read differently from what it says (FAULTS C13).
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def clean_header(value: str, limit: int = MAX_SUBJECT_CHARS) -> str:
-    """`value` made safe for a mail header (FAULTS R6).
-
-    Every line separator `str.splitlines` knows (Zl, Zp and the Cc ones), every C0/C1
-    control and every lone surrogate (unencodable) becomes a space; `=?` can no longer start
-    an RFC 2047 encoded word (CPython 3.11.7 decodes those into real newlines when the header
-    is set: CVE-2024-6923); whitespace is collapsed and the result capped at `limit` chars.
-    """
-    chars = (
-        " " if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI else c
-        for c in value
-    )
-    text = " ".join("".join(chars).split()).replace("=?", "= ?")
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "\u2026"
-    return text
-
-
 # XML 1.0 `Char`: anything else (NUL, \x0b, lone surrogates, U+FFFE) makes a document not
 # well-formed, and lxml refuses to write it (FAULTS R5).
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
