@@ -73,7 +73,29 @@ class SourceError(AggregatorError):
 
 
 class FetchError(SourceError):
+    """A source could not be fetched.
+
+    `retry_after`: seconds the server asked us to wait (429/503 Retry-After, capped at 24 h),
+    counted from the response; the next attempt should not come sooner. `attempts`: how many
+    requests this fetch made before giving up (in-run retries included).
+    """
+
     stage = "fetch"
+
+    def __init__(
+        self,
+        source_id: str,
+        url: str,
+        kind: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(source_id, url, kind, message, http_status=http_status)
+        self.retry_after = retry_after
+        self.attempts = attempts
 
 
 class ParseError(SourceError):

@@ -7,9 +7,13 @@ time so a test can never hang on it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import mimetypes
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -169,3 +173,140 @@ def static(
         send(h, status, body, ctype, headers)
 
     return route
+
+
+# --- fault routes (tests/test_fetch_faults.py) ----------------------------------------------
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    """Run a write that the client may cut short: its hang-up is the point of the test."""
+    with contextlib.suppress(OSError):
+        write()
+
+
+def cut(sent: int, announced: int, reset: bool) -> Route:
+    """Announce `announced` bytes, send `sent`, then reset the connection (RST) or close it."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/xml")
+        h.send_header("Content-Length", str(announced))
+        h.end_headers()
+
+        def write() -> None:
+            h.wfile.write(b"<" * sent)
+            h.wfile.flush()
+
+        _quietly(write)
+        h.close_connection = True
+        if reset:
+            # SO_LINGER 0: close() sends RST instead of FIN. Close the socket here, before
+            # socketserver's shutdown(SHUT_WR) would send a clean FIN; the handler carries on
+            # with harmless in-memory files.
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.rfile.close()
+            h.wfile.close()
+            h.connection.close()
+            h.rfile, h.wfile = io.BytesIO(), io.BytesIO()
+
+    return route
+
+
+def stream_zeros(size: int, content_length: int | None) -> Route:
+    """Send `size` bytes of zeros in 64 KiB writes; Content-Length as given (None: chunked)."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/xml")
+        if content_length is None:
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Content-Length", str(content_length))
+        h.end_headers()
+        block = b"\0" * 65536
+
+        def write() -> None:
+            left = size
+            while left > 0:
+                part = block[: min(left, len(block))]
+                if content_length is None:
+                    h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                else:
+                    h.wfile.write(part)
+                left -= len(part)
+            if content_length is None:
+                h.wfile.write(b"0\r\n\r\n")
+            h.wfile.flush()
+
+        _quietly(write)
+        h.close_connection = True
+
+    return route
+
+
+def nested_gzip_bomb(decoded_bytes: int, layers: int = 2) -> Route:
+    """`Content-Encoding: gzip, gzip`: a bomb inside a gzip."""
+    body = b"\0" * decoded_bytes
+    for _ in range(layers):
+        body = gzip.compress(body, compresslevel=9)
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        send(h, 200, body, "application/xml", {"Content-Encoding": ", ".join(["gzip"] * layers)})
+
+    return route
+
+
+def sequence(*routes: Route) -> Route:
+    """The n-th request gets the n-th route; the last one repeats."""
+    calls = iter(range(1 << 30))
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        routes[min(next(calls), len(routes) - 1)](h)
+
+    return route
+
+
+def header_bomb(total: int) -> Route:
+    """A 200 whose header block is about `total` bytes (many 1 KiB headers)."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/xml")
+        for n in range(total // 1024 + 1):
+            h.send_header(f"X-Filler-{n}", "x" * 1000)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return route
+
+
+def cloudflare(status: int, body: bytes, headers: dict[str, str] | None = None) -> Route:
+    """An answer as Cloudflare's edge sends it (its own Server header, an HTML page)."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.server_version, h.sys_version = "cloudflare", ""
+        send(h, status, body, "text/html; charset=UTF-8", headers)
+
+    return route
+
+
+def conditional(body: bytes, etag: str) -> Route:
+    """200 with an ETag, or 304 when the request sends that ETag back."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        if h.headers.get("If-None-Match") == etag:
+            send(h, 304, b"", None, {"ETag": etag})
+        else:
+            send(h, 200, body, "application/rss+xml", {"ETag": etag})
+
+    return route
+
+
+def close_after(route: Route) -> Route:
+    """The route's answer, then the connection is closed (no keep-alive)."""
+
+    def wrapped(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True
+        route(h)
+
+    return wrapped

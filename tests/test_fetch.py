@@ -6,18 +6,27 @@ MockTransport for precise cases, a real 127.0.0.1 server for the rest.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 import httpx
 import pytest
 
+import aggregator.fetch
 from aggregator.exceptions import FetchError
-from aggregator.fetch import fetch_source, make_client
+from aggregator.fetch import Resolver, fetch_source, make_client, system_resolver
 from aggregator.types import FetchSettings, Source, Validators
 from tests.httpserver import gzip_bomb, redirect, silent, static, trickle
 
-PUBLIC = FetchSettings(deadline=5)
-LOCAL = FetchSettings(allow_private_network=True, connect_timeout=2, read_timeout=2, deadline=4)
+QUICK_RETRIES = (0.01, 0.02)
+PUBLIC = FetchSettings(deadline=5, retry_delays=QUICK_RETRIES)
+LOCAL = FetchSettings(
+    allow_private_network=True,
+    connect_timeout=2,
+    read_timeout=2,
+    deadline=4,
+    retry_delays=QUICK_RETRIES,
+)
 NO_VALIDATORS = Validators()
 RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
 
@@ -40,10 +49,17 @@ def fetch(
     return asyncio.run(go())
 
 
-def fetch_real(source: Source, settings: FetchSettings = LOCAL, validators=NO_VALIDATORS):
+def fetch_real(
+    source: Source,
+    settings: FetchSettings = LOCAL,
+    validators=NO_VALIDATORS,
+    resolver=system_resolver,
+):
+    """Through the production transport (the connect-time guard is on)."""
+
     async def go():
         async with make_client(settings) as client:
-            return await fetch_source(client, source, validators, settings)
+            return await fetch_source(client, source, validators, settings, resolver=resolver)
 
     return asyncio.run(go())
 
@@ -117,28 +133,44 @@ def test_redirect_to_non_http_scheme_is_refused(target):
     assert e.value.kind == "bad_url" and e.value.source_id == "src"
 
 
-def test_private_addresses_refused_unless_allowed():
-    async def private(host, port):
-        return ["10.0.0.5"]
+def test_public_api():
+    assert aggregator.fetch.__all__ == sorted(aggregator.fetch.__all__)
+    assert Resolver is aggregator.fetch.Resolver  # the pipeline imports these four
+    assert {"fetch_source", "make_client", "system_resolver", "Resolver"} <= set(
+        aggregator.fetch.__all__
+    )
 
-    with pytest.raises(FetchError) as e:
-        fetch(SRC, lambda r: httpx.Response(200, content=RSS), resolver=private)
-    assert e.value.kind == "blocked_address" and "allow_private_network" in e.value.message
+
+def test_literal_private_addresses_refused_before_any_request():
     for literal in [
         "http://127.0.0.1/x",
         "http://[::1]/x",
         "http://169.254.169.254/latest",
         "http://[::ffff:127.0.0.1]/",
+        "http://100.64.0.1/",
     ]:
         with pytest.raises(FetchError) as e:
             fetch(Source(id="s", name="s", url=literal), lambda r: httpx.Response(200, content=RSS))
         assert e.value.kind == "blocked_address", literal
+        assert "allow_private_network" in e.value.message
     allowed = Source(id="s", name="s", url="http://127.0.0.1/x", allow_private_network=True)
     assert fetch(allowed, lambda r: httpx.Response(200, content=RSS)).content == RSS
     # a redirect from a public host to a private one is checked at that hop
     with pytest.raises(FetchError) as e:
         fetch(SRC, lambda r: httpx.Response(302, headers={"Location": "http://127.0.0.1:9/"}))
     assert e.value.kind == "blocked_address"
+
+
+def test_hostname_resolving_to_private_refused_at_connect_time():
+    """No socket is opened: the guard vets the resolver's answer first."""
+
+    async def private(host, port):
+        return ["10.0.0.5"]
+
+    with pytest.raises(FetchError) as e:
+        fetch_real(SRC, PUBLIC, resolver=private)
+    assert e.value.kind == "blocked_address" and "10.0.0.5" in e.value.message
+    assert e.value.attempts == 1  # a refusal is never retried
 
 
 def test_content_length_over_cap_is_refused_before_reading():
@@ -153,8 +185,8 @@ def test_dns_failure_is_typed():
         raise OSError(-2, "Name or service not known")
 
     with pytest.raises(FetchError) as e:
-        fetch(SRC, lambda r: httpx.Response(200), resolver=nxdomain)
-    assert e.value.kind == "dns"
+        fetch_real(SRC, PUBLIC, resolver=nxdomain)
+    assert e.value.kind == "dns" and "feeds.example.org" in e.value.message
 
 
 def test_mapped_transport_errors():
@@ -164,13 +196,30 @@ def test_mapped_transport_errors():
 
         return handler
 
-    for exc, kind in [(httpx.ConnectTimeout, "connect_timeout"),
-                      (httpx.ReadTimeout, "read_timeout"),
-                      (httpx.ConnectError, "connect"), (httpx.ReadError, "read_error"),
-                      (httpx.RemoteProtocolError, "protocol")]:  # fmt: skip
+    for exc, kind, attempts in [(httpx.ConnectTimeout, "connect_timeout", 3),
+                                (httpx.ReadTimeout, "read_timeout", 3),
+                                (httpx.ConnectError, "connect", 3),
+                                (httpx.ReadError, "read_error", 3),
+                                (httpx.RemoteProtocolError, "protocol", 1),
+                                (httpx.UnsupportedProtocol, "bad_url", 1)]:  # fmt: skip
         with pytest.raises(FetchError) as e:
             fetch(SRC, raising(exc))
-        assert e.value.kind == kind
+        assert (e.value.kind, e.value.attempts) == (kind, attempts)
+
+
+def test_tls_error_cause_is_typed_and_not_retried():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+        except ssl.SSLError as cause:
+            raise httpx.ConnectError("handshake", request=request) from cause
+
+    with pytest.raises(FetchError) as e:
+        fetch(SRC, handler)
+    assert e.value.kind == "tls" and len(calls) == 1
 
 
 # --- against a real server on 127.0.0.1 -----------------------------------------------------
@@ -205,9 +254,12 @@ def test_trickling_server_hits_the_deadline(http_server):
 def test_silent_server_read_timeout(http_server):
     http_server.routes["/hang"] = silent(4)
     src = Source(id="s", name="s", url=http_server.url("/hang"))
+    settings = FetchSettings(
+        allow_private_network=True, read_timeout=0.5, deadline=3, retry_delays=()
+    )
     with pytest.raises(FetchError) as e:
-        fetch_real(src, FetchSettings(allow_private_network=True, read_timeout=0.5, deadline=3))
-    assert e.value.kind == "read_timeout"
+        fetch_real(src, settings)
+    assert e.value.kind == "read_timeout" and e.value.attempts == 1
 
 
 def test_gzip_bomb_stopped_after_decompression(http_server):
@@ -229,4 +281,23 @@ def test_redirect_loop_on_real_server(http_server):
 def test_connection_refused_is_typed():
     with pytest.raises(FetchError) as e:
         fetch_real(Source(id="s", name="s", url="http://127.0.0.1:9/feed"))
-    assert e.value.kind == "connect"
+    assert e.value.kind == "connect" and e.value.attempts == 3
+
+
+def test_a_private_source_connection_is_never_reused_for_a_strict_one(http_server):
+    """allow_private_network sources get their own pool: no keep-alive leak across policies."""
+    http_server.routes["/f.xml"] = static(RSS)
+    url = http_server.url("/f.xml")
+    strict = FetchSettings(connect_timeout=2, read_timeout=2, deadline=4)
+
+    async def go():
+        async with make_client(strict) as client:
+            allowed = Source(id="a", name="a", url=url, allow_private_network=True)
+            fetched = await fetch_source(client, allowed, NO_VALIDATORS, strict)
+            with pytest.raises(FetchError) as e:
+                await fetch_source(client, Source(id="b", name="b", url=url), NO_VALIDATORS, strict)
+            return fetched, e.value
+
+    fetched, error = asyncio.run(go())
+    assert fetched.content == RSS and error.kind == "blocked_address"
+    assert http_server.hits["/f.xml"] == 1
