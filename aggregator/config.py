@@ -60,7 +60,8 @@ _SOURCE_KEYS = (
 _SECTION_KEYS = ("id", "title", "description", "min_score", "rules", "exclude")
 _FETCH_KEYS = (
     "allow_private_network", "connect_timeout", "read_timeout", "deadline", "max_redirects",
-    "concurrency", "per_host", "user_agent",
+    "concurrency", "per_host", "user_agent", "retry_delays", "retry_jitter", "fetch_budget",
+    "max_header_bytes", "parse_timeout", "parse_memory_mb", "parse_workers",
 )  # fmt: skip
 _SELECTOR_KEYS = ("item", "title", "link", "summary", "date")
 
@@ -249,10 +250,27 @@ class _ConfigBuilder:
         if m is None:
             return None
         values: dict[str, object] = {}
-        for key in ("connect_timeout", "read_timeout", "deadline"):
+        for key in ("connect_timeout", "read_timeout", "deadline", "parse_timeout"):
             if key in m:
                 values[key] = r.number(m[key], join(p, key), low=0.1, high=600)
-        limits = {"max_redirects": (0, 20), "concurrency": (1, 256), "per_host": (1, 32)}
+        if "fetch_budget" in m:
+            values["fetch_budget"] = r.number(
+                m["fetch_budget"], "fetch.fetch_budget", low=1, high=3600
+            )
+        if "retry_jitter" in m:
+            values["retry_jitter"] = r.number(
+                m["retry_jitter"], "fetch.retry_jitter", low=0, high=1
+            )
+        if "retry_delays" in m:
+            values["retry_delays"] = self.retry_delays(m["retry_delays"], "fetch.retry_delays")
+        limits = {
+            "max_redirects": (0, 20),
+            "concurrency": (1, 256),
+            "per_host": (1, 32),
+            "max_header_bytes": (4096, 1 << 20),
+            "parse_memory_mb": (64, 16384),
+            "parse_workers": (0, 64),
+        }
         for key, (low, high) in limits.items():
             if key in m:
                 values[key] = r.integer(m[key], join(p, key), low=low, high=high)
@@ -265,6 +283,21 @@ class _ConfigBuilder:
         if any(v is None for v in values.values()):
             return None
         return FetchSettings(**values)  # type: ignore[arg-type]
+
+    def retry_delays(self, node: yaml.Node, path: str) -> tuple[float, ...] | None:
+        """In-run retry delays in seconds: at most 5, each 0-300."""
+        items = self.r.sequence(node, path)
+        if items is None:
+            return None
+        if len(items) > 5:
+            self.r.add(node, path, f"at most 5 retries, got {len(items)}")
+            return None
+        delays = [
+            self.r.number(item, join(path, i), low=0, high=300) for i, item in enumerate(items)
+        ]
+        if any(d is None for d in delays):
+            return None
+        return tuple(cast(list[float], delays))
 
     def schedule(self, node: yaml.Node) -> Schedule | None:
         r, p = self.r, "schedule"

@@ -205,3 +205,13 @@ def normalize_entry(entry: Entry, source_id: str) -> Item | None:
         published_raw=published_raw or None,
         author=(author or None) and author[:200],
     )
+
+
+def truncated_fields(entry: Entry, item: Item) -> tuple[str, ...]:
+    """Which of an entry's fields `normalize_entry` had to cut to the limits (FAULTS C12)."""
+    cut = []
+    if len(entry.title or "") > MAX_TITLE_CHARS and item.title.endswith("…"):
+        cut.append("title")
+    if len(entry.summary or "") > MAX_CONTENT_CHARS:
+        cut.append("summary")
+    return tuple(cut)

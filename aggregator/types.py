@@ -22,6 +22,11 @@ DEFAULT_READ_TIMEOUT = 15.0
 DEFAULT_DEADLINE = 30.0
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_MAX_ITEMS_PER_RUN = 1000
+DEFAULT_RETRY_DELAYS = (2.0, 8.0)
+DEFAULT_FETCH_BUDGET = 60.0
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_PARSE_TIMEOUT = 10.0  # seconds of wall clock to parse one response
+DEFAULT_PARSE_MEMORY_MB = 512  # address space of a parse worker
 
 
 # --- config -------------------------------------------------------------------------------
@@ -96,6 +101,17 @@ class FetchSettings:
     per_host: int = 2
     allow_private_network: bool = False
     user_agent: str = ""  # empty: the project default
+    # In-run retries of transient failures: one retry per delay (seconds, +-retry_jitter).
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    retry_jitter: float = 0.25
+    # Wall-clock for one source in one run: every attempt (each within `deadline`) and
+    # the waits between them.
+    fetch_budget: float = DEFAULT_FETCH_BUDGET
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    # The parse budget: each response is parsed in a killable worker process.
+    parse_timeout: float = DEFAULT_PARSE_TIMEOUT
+    parse_memory_mb: int = DEFAULT_PARSE_MEMORY_MB
+    parse_workers: int = 0  # 0: one per core, at most 2
 
 
 @dataclass(frozen=True, slots=True)

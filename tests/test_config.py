@@ -548,3 +548,26 @@ def test_digest_from_must_be_one_mailbox(tmp_path, sender):
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert f"{path}:4:" in str(e.value) and "digest.from" in str(e.value)
+
+
+def test_fetch_retry_and_budget_keys(tmp_path):
+    path = tmp_path / "feeds.yaml"
+    base = (
+        "newsletter: {title: T, link: 'https://t.example.org/', description: d, timezone: UTC}\n"
+        "storage: {database: 'sqlite:///a.db'}\noutput: {dir: out}\n"
+        "sources:\n  - {id: a, name: A, url: 'https://a.example.org/'}\n"
+        "sections:\n  - {id: s, title: S}\n"
+    )
+    path.write_text(
+        base + "fetch: {retry_delays: [1, 4.5], retry_jitter: 0.1, fetch_budget: 90,\n"
+        "        max_header_bytes: 32768, parse_timeout: 5, parse_memory_mb: 256,\n"
+        "        parse_workers: 1}\n"
+    )
+    fetch = load_config(path).fetch
+    assert fetch.retry_delays == (1.0, 4.5) and fetch.retry_jitter == 0.1
+    assert (fetch.fetch_budget, fetch.max_header_bytes) == (90, 32768)
+    assert (fetch.parse_timeout, fetch.parse_memory_mb, fetch.parse_workers) == (5, 256, 1)
+    path.write_text(base + "fetch: {retry_delays: [1, -2], retry_jitter: 3}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "fetch.retry_delays[1]" in str(e.value) and "fetch.retry_jitter" in str(e.value)
