@@ -8,12 +8,17 @@ Two jobs:
     (an IntervalTrigger would drift an hour across DST; `from_crontab('0 7 * * 1')` would
     fire on Tuesday). coalesce, one instance, a 6 h misfire grace: a server that was down
     at 07:00 and is back by 13:00 still writes the week's digest once.
+Config reload: at each fetch tick `LiveConfig.refresh` looks at feeds.yaml (mtime and size,
+then a hash of the bytes) and reloads it when it changed. A broken edit is logged, every
+problem, and the last good config keeps running; a changed digest time reschedules the
+digest job. Both jobs read the config through the LiveConfig, so a reload reaches them.
 Only cli.py imports this module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -24,6 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import pipeline
+from aggregator.config import load_config
 from aggregator.exceptions import AggregatorError, ConfigError, ConfigProblem
 from aggregator.storage import StorageType
 from aggregator.types import Config, SourceResult
@@ -78,6 +84,102 @@ def digest_job(config: Config, storage: StorageType) -> None:
         log.error("digest job failed: %s", e)
 
 
+class LiveConfig:
+    """The running config, reloaded from its file when the file changes.
+
+    `refresh()` is cheap when nothing changed (one stat). A changed file that does not
+    validate leaves `config` as it was; every problem is logged, once per edit.
+    """
+
+    def __init__(
+        self, config: Config, on_digest_change: Callable[[Config], None] | None = None
+    ) -> None:
+        self.config = config
+        self.path = config.path
+        self.on_digest_change = on_digest_change
+        self._stat = self._stat_of()
+        self._hash = self._hash_of()
+
+    def _stat_of(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _hash_of(self) -> str | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def refresh(self) -> bool:
+        """Reload the config if its file changed and is valid; True when it was replaced."""
+        stat = self._stat_of()
+        if stat is not None and stat == self._stat:
+            return False
+        self._stat = stat
+        digest = self._hash_of()
+        if digest is None:
+            log.error("config: cannot read %s; keeping the last good config", self.path)
+            self._hash = None  # read it again as soon as it is back
+            return False
+        if digest == self._hash:
+            return False  # touched, not changed
+        self._hash = digest
+        try:
+            new = load_config(self.path)
+        except ConfigError as e:
+            for problem in e.problems:
+                log.error("config: %s", problem)
+            log.error(
+                "config: %d problem(s) in %s; the last good config keeps running",
+                len(e.problems),
+                self.path,
+            )
+            return False
+        old, self.config = self.config, new
+        _log_changes(old, new)
+        if _digest_key(old) != _digest_key(new) and self.on_digest_change is not None:
+            try:
+                self.on_digest_change(new)
+            except ConfigError as e:  # a schedule digest_trigger cannot read
+                for problem in e.problems:
+                    log.error("config: %s", problem)
+        return True
+
+
+def _digest_key(config: Config) -> tuple[str, str]:
+    return (config.schedule.digest_cron, config.newsletter.timezone)
+
+
+def _log_changes(old: Config, new: Config) -> None:
+    before, after = {s.id for s in old.sources}, {s.id for s in new.sources}
+    added, removed = sorted(after - before), sorted(before - after)
+    log.info(
+        "config: reloaded %s: %d sources (added: %s; removed: %s)",
+        new.path,
+        len(new.sources),
+        ", ".join(added) or "none",
+        ", ".join(removed) or "none",
+    )
+    if old.database != new.database:
+        # The open store stays; switching databases under a running scheduler is not safe.
+        log.warning("config: storage.database changed; restart `aggregator run` to use it")
+
+
+def live_fetch_job(
+    live: LiveConfig, storage: StorageType, report: Callable[[SourceResult], None]
+) -> None:
+    """The fetch tick: pick up an edited feeds.yaml first, then fetch the due sources."""
+    live.refresh()
+    fetch_job(live.config, storage, report)
+
+
+def live_digest_job(live: LiveConfig, storage: StorageType) -> None:
+    digest_job(live.config, storage)
+
+
 def make_scheduler(
     config: Config, storage: StorageType, report: Callable[[SourceResult], None]
 ) -> BlockingScheduler:
@@ -86,10 +188,18 @@ def make_scheduler(
         timezone=config.newsletter.timezone,
         executors={"default": {"type": "threadpool", "max_workers": 1}},
     )
+
+    def reschedule_digest(new: Config) -> None:
+        trigger = digest_trigger(new)
+        scheduler.reschedule_job("digest", trigger=trigger)
+        log.info("config: digest rescheduled to %s (%s)", new.schedule.digest_cron,
+                 new.newsletter.timezone)  # fmt: skip
+
+    live = LiveConfig(config, on_digest_change=reschedule_digest)
     scheduler.add_job(
-        fetch_job,
+        live_fetch_job,
         IntervalTrigger(seconds=TICK.total_seconds(), timezone=config.newsletter.timezone),
-        args=(config, storage, report),
+        args=(live, storage, report),
         id="fetch",
         name="fetch due sources",
         next_run_time=datetime.now(UTC),
@@ -99,9 +209,9 @@ def make_scheduler(
         replace_existing=True,
     )
     scheduler.add_job(
-        digest_job,
+        live_digest_job,
         digest_trigger(config),
-        args=(config, storage),
+        args=(live, storage),
         id="digest",
         name="weekly digest",
         coalesce=True,

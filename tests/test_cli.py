@@ -52,15 +52,29 @@ def write_config(tmp_path: Path, sources: str, database: str = "sqlite:///data/a
 
 
 def test_every_command_has_help():
+    import argparse
+
     parser = make_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(helps) == {"check", "fetch", "items", "feed", "digest", "run"}
+    assert set(helps) == {"check", "fetch", "items", "feed", "digest", "run", "sources"}
     assert all(helps.values())
-    for name, subparser in sub.choices.items():
+    actions = next(a for a in sub.choices["sources"]._actions if a.dest == "action")
+    assert {a.dest: a.help for a in actions._choices_actions}.keys() == {
+        "test", "add", "export-opml", "import-opml"
+    }  # fmt: skip
+
+    def check(name: str, subparser: argparse.ArgumentParser) -> None:
         for action in subparser._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.dest}"
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(a.help for a in action._choices_actions), name
+                for child, childparser in action.choices.items():
+                    check(f"{name} {child}", childparser)
+
+    for name, subparser in sub.choices.items():
+        check(name, subparser)
 
 
 def test_help_and_version_exit_zero(capsys):

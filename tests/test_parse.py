@@ -37,6 +37,8 @@ def parse_error(content: bytes, kind: str = "auto", **kw: object) -> ParseError:
 def test_public_api() -> None:
     assert aggregator.parse.__all__ == sorted(aggregator.parse.__all__)
     assert set(aggregator.parse.__all__) == {
+        "common_feed_urls",
+        "discover_feeds",
         "parse_feed",
         "parse_fetched",
         "parse_json_feed",

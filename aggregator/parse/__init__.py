@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from aggregator.exceptions import ParseError
+from aggregator.parse._discover import common_feed_urls, discover_feeds
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._feed import parse_xml_feed
 from aggregator.parse._jsonfeed import parse_json_document
@@ -27,7 +28,14 @@ from aggregator.parse._page import parse_html_page
 from aggregator.parse._sniff import Sniffed, sniff
 from aggregator.types import Fetched, Parsed, Selectors, SourceKind
 
-__all__ = ["parse_feed", "parse_fetched", "parse_json_feed", "parse_page"]
+__all__ = [
+    "common_feed_urls",
+    "discover_feeds",
+    "parse_feed",
+    "parse_fetched",
+    "parse_json_feed",
+    "parse_page",
+]
 
 _FEED_LINK = re.compile(rb"<link[^>]+type=[\"']?application/(?:rss|atom)\+xml[^>]*>", re.IGNORECASE)
 _HREF = re.compile(rb"href=[\"']?([^\"' >]+)", re.IGNORECASE)

@@ -51,6 +51,14 @@ class StorageType(Protocol):
         limit: int | None = None,
     ) -> list[Story]: ...
     def count_items(self) -> int: ...
+    def count_items_by_source(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source_id: str | None = None,
+    ) -> dict[str, int]: ...
+    def get_item_spans(self) -> dict[str, tuple[datetime, datetime]]: ...
 
 
 __all__ = ["SqlStorage", "SqlTransaction", "StorageType", "TransactionType", "open_storage"]

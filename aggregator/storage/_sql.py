@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -191,6 +191,15 @@ class SqlTransaction:
         _upsert_state(self._conn, state)
 
 
+def _aware(value: Any) -> datetime:
+    """min()/max() over a UTCDateTime column: SQLite returns its text, unconverted."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):  # pragma: no cover - no backend does this
+        raise StorageError(f"the database returned {value!r} for a time")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _inserted_id(result: Any) -> int:
     key = result.inserted_primary_key
     if key is None:  # pragma: no cover - every supported backend returns it
@@ -319,6 +328,36 @@ class SqlStorage:
     def count_items(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(items)).scalar_one())
+
+    @_wrap("counting items per source")
+    def count_items_by_source(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source_id: str | None = None,
+    ) -> dict[str, int]:
+        """Items first seen in [since, until), per source id (sources with none are absent)."""
+        query = select(items.c.source_id, func.count().label("n")).group_by(items.c.source_id)
+        if since is not None:
+            query = query.where(items.c.first_seen >= since)
+        if until is not None:
+            query = query.where(items.c.first_seen < until)
+        if source_id is not None:
+            query = query.where(items.c.source_id == source_id)
+        with self._engine.connect() as conn:
+            return {r.source_id: int(r.n) for r in conn.execute(query)}
+
+    @_wrap("reading item spans per source")
+    def get_item_spans(self) -> dict[str, tuple[datetime, datetime]]:
+        """Per source id: (first first-seen, last last-seen) over its stored items."""
+        query = select(
+            items.c.source_id,
+            func.min(items.c.first_seen).label("first"),
+            func.max(items.c.last_seen).label("last"),
+        ).group_by(items.c.source_id)
+        with self._engine.connect() as conn:
+            return {r.source_id: (_aware(r.first), _aware(r.last)) for r in conn.execute(query)}
 
 
 def open_storage(url: str, now: datetime) -> SqlStorage:
