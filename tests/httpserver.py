@@ -60,7 +60,12 @@ class Server:
                 else:
                     send(self, 404, b"not found", "text/plain")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Listener(ThreadingHTTPServer):
+            # socketserver's default backlog of 5 refuses connections when a test opens
+            # dozens at once; a real server has a deep backlog.
+            request_queue_size = 128
+
+        self.httpd = Listener(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

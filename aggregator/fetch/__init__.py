@@ -254,7 +254,10 @@ def _check_url(source: Source, url: str, allow_private: bool) -> None:
     """Before any request: the scheme, and literal addresses (no DNS; the guard does that)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(source.id, url, "bad_url", "only http:// and https:// URLs can be fetched")
+        via = f" (redirected from {source.url})" if url != source.url else ""
+        raise FetchError(
+            source.id, url, "bad_url", f"only http:// and https:// URLs can be fetched{via}"
+        )
     host = parts.hostname
     if not allow_private and is_ip_literal(host) and not is_public_address(host):
         raise FetchError(
