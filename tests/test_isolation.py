@@ -34,7 +34,8 @@ def good_feed(n: int) -> bytes:
         f"<title>Police training story {n}-{k}</title></item>"
         for k in range(3)
     )
-    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>G{n}</title>{items}</channel></rss>".encode()
+    head = f"<?xml version='1.0'?><rss version='2.0'><channel><title>G{n}</title>"
+    return f"{head}{items}</channel></rss>".encode()
 
 
 REDOS = (
@@ -91,7 +92,8 @@ def test_twenty_good_and_twenty_bad_sources(tmp_path, http_server):
         # Every source is on 127.0.0.1 here, so the per-host limit is lifted: what is tested is
         # isolation and the deadline, not politeness to one host.
         "fetch: {allow_private_network: true, concurrency: 40, per_host: 32, connect_timeout: 1,\n"
-        f"        read_timeout: 2, deadline: 4, fetch_budget: {FETCH_BUDGET}, retry_delays: [0.2, 0.5],\n"
+        f"        read_timeout: 2, deadline: 4, fetch_budget: {FETCH_BUDGET},\n"
+        "        retry_delays: [0.2, 0.5],\n"
         "        max_redirects: 5, parse_timeout: 3}\n"
         "sources:\n" + "\n".join(lines) + "\n"
         "sections:\n  - {id: training, title: Training, rules: [training]}\n"
