@@ -45,7 +45,8 @@ newsletter:
     timezone: America/New_York}}
 storage: {{database: "sqlite:///data/t.db"}}
 output: {{dir: out}}
-fetch: {{allow_private_network: true, connect_timeout: 1, read_timeout: 1, deadline: 2}}
+fetch: {{allow_private_network: true, connect_timeout: 1, read_timeout: 1, deadline: 2,
+        retry_delays: [0.1]}}
 topic: {{include: [police, officer, de-escalation, use of force]}}
 sources:
 {chr(10).join(sources)}
