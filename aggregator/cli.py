@@ -182,6 +182,16 @@ def cmd_check(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
         f"{config.path}: ok: {len(config.sources)} sources, {len(config.sections)} sections, "
         f"timezone {config.newsletter.timezone}\n"
     )
+    # Show when the digest will really fire, in the editor's zone (FAULTS K6).
+    from aggregator.scheduler import next_digest_times
+
+    zone = ZoneInfo(config.newsletter.timezone)
+    times = next_digest_times(config, datetime.now(UTC), 3)
+    out.write(
+        f"digest ({config.schedule.digest_cron}): next "
+        + ", ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in times)
+        + "\n"
+    )
     return EXIT_OK
 
 

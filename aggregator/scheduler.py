@@ -57,6 +57,21 @@ def digest_trigger(config: Config) -> CronTrigger:
     )
 
 
+def next_digest_times(config: Config, now: datetime, count: int) -> list[datetime]:
+    """The digest trigger's next `count` fire times after `now` (for `aggregator check`)."""
+    trigger = digest_trigger(config)
+    times: list[datetime] = []
+    previous: datetime | None = None
+    moment = now
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            break
+        times.append(fire)
+        previous = moment = fire + timedelta(seconds=1)
+    return times
+
+
 def fetch_job(config: Config, storage: StorageType, report: Callable[[SourceResult], None]) -> None:
     """Fetch the due sources, then rebuild the feed if anything changed."""
     now = datetime.now(UTC)

@@ -88,6 +88,9 @@ def test_check_passes_on_the_shipped_feeds_yaml():
     code, out, err = run("--config", str(ROOT / "feeds.yaml"), "check")
     assert code == EXIT_OK, err
     assert "ok:" in out and "8 sections" in out
+    # the next three digest times, on Mondays at 07:00 in the newsletter's zone (FAULTS K6)
+    [line] = [x for x in out.splitlines() if x.startswith("digest (mon 07:00): next ")]
+    assert line.count("Mon 20") == 3 and line.count("07:00 E") == 3
 
 
 def test_check_lists_every_problem_with_file_line_and_key(tmp_path):
