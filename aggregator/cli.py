@@ -3,7 +3,7 @@
 Exit codes (keep in sync with README.md and docs/editors.md):
     0  success
     1  a bug: an unexpected exception (with its traceback)
-    2  usage error (bad arguments; `sources add`/`import-opml`: a duplicate source, an
+    2  usage error (bad arguments; `sources add`: a duplicate source; `import-opml`: an
        unreadable or malformed OPML file)
     3  the config is invalid (every problem is listed); `sources add`/`import-opml`: the
        edit would make it invalid, so feeds.yaml was left unchanged

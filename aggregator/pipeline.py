@@ -115,7 +115,8 @@ def prepare_items(fetched: Fetched, source: Source, classifier: Classifier, limi
     if skipped:
         warnings.append(f"skipped {skipped} entries with no title, link or text")
     if truncated:
-        counts = ", ".join(f"{n} {field}s" for field, n in sorted(truncated.items()))
+        plural = {"title": "titles", "summary": "summaries"}
+        counts = ", ".join(f"{n} {plural[f]}" for f, n in sorted(truncated.items()))
         warnings.append(f"truncated oversized fields: {counts}")
     items = disambiguate_guids(items)
     if len(items) > limit:
@@ -199,7 +200,8 @@ def _failed_state(
     return dataclasses.replace(
         state,
         last_attempt=now,
-        last_status=error.http_status,
+        # A parse error always follows a 200: the server answered, the bytes were bad.
+        last_status=200 if isinstance(error, ParseError) else error.http_status,
         failures=failures,
         error_kind=error.kind,
         error=error.message,
@@ -627,11 +629,13 @@ class UrlProbe:
 
 
 def _parse_and_prepare(
-    fetched: Fetched, source: Source, classifier: Classifier
+    fetched: Fetched, source: Source, sections: tuple[Section, ...], topic: Topic
 ) -> tuple[str, str | None, Prepared]:
-    # Parsed once for its format and title, then through prepare_items, the very path a
-    # run takes (it parses again; a one-URL trial can afford that).
+    # Runs in a parse worker, under the same budget as a run. Parsed once for its format and
+    # title, then through prepare_items, the very path a run takes (it parses again; a
+    # one-URL trial can afford that).
     parsed = parse_fetched(fetched, source.kind, source.selectors)
+    classifier = _worker_classifier(sections, topic)
     prepared = prepare_items(fetched, source, classifier, DEFAULT_MAX_ITEMS_PER_RUN)
     return parsed.format, parsed.title, prepared
 
@@ -655,7 +659,6 @@ async def probe_url(
     ones are always listed (with their error if they fail), probed paths only if they work.
     """
     source = Source(id=source_id, name=source_id, url=url, kind=kind, section=section)
-    classifier = make_classifier(config.sections, config.topic)
     try:
         fetched = await fetch_source(
             client, source, Validators(), config.fetch, resolver=resolver, now=now
@@ -666,16 +669,21 @@ async def probe_url(
     fmt: str | None = None
     title: str | None = None
     prepared = Prepared((), 0, ())
+    pool = _parse_pool(config)
     try:
-        fmt, title, prepared = await asyncio.to_thread(
-            _parse_and_prepare, fetched, source, classifier
+        fmt, title, prepared = await pool.run_async(
+            _parse_and_prepare, fetched, source, config.sections, config.topic
         )
     except SourceError as e:
         error = e
+    except BudgetExceeded as e:
+        error = ParseError(source_id, fetched.url, e.kind, e.message)
     except RecursionError as e:
         error = ParseError(
             source_id, fetched.url, "parse_error", f"document too deeply nested: {e}"
         )
+    finally:
+        await asyncio.to_thread(pool.close)
     warnings = list(prepared.warnings)
     dated = [i.published for i, _ in prepared.items if i.published is not None]
     if dated and now - max(dated) > timedelta(days=30):

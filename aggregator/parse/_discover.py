@@ -24,7 +24,7 @@ FEED_TYPES = frozenset(
         "application/rdf+xml",
     }
 )
-# Probed in this order when a page advertises nothing (keep in sync with docs/editors.md).
+# Probed in this order besides the advertised feeds (keep in sync with docs/editors.md).
 COMMON_FEED_PATHS = ("/feed", "/rss", "/feed.xml", "/rss.xml", "/atom.xml", "/index.xml")
 
 
