@@ -17,7 +17,8 @@ from aggregator import pipeline
 from aggregator._budget import BudgetExceeded, WorkerPool, default_pool_size
 from aggregator.classify import make_classifier
 from aggregator.exceptions import FetchError, ParseError
-from aggregator.types import Fetched, Rule, Section, Topic
+from aggregator.pipeline import _update
+from aggregator.types import Fetched, Rule, Section, Source, Topic
 
 BUDGET = 0.5  # seconds: small, so that the suite stays fast
 MiB = 1024 * 1024
@@ -250,11 +251,11 @@ def test_prepare_items_round_trips_through_a_worker(pool):
         + b"</channel></rss>"
     )
     fetched = Fetched("s", "https://e.org/feed.xml", 200, rss, "application/rss+xml")
-    source = pipeline.Source(id="s", name="S", url="https://e.org/feed.xml")
+    source = Source(id="s", name="S", url="https://e.org/feed.xml")
     sections = (Section("training", "Training", rules=(Rule("training"),)),)
     topic = Topic(include=(Rule("police"),))
     here = pipeline.prepare_items(fetched, source, make_classifier(sections, topic), 1000)
-    there = pool.run(pipeline._prepare_in_worker, fetched, source, sections, topic, 1000)
+    there = pool.run(_update._prepare_in_worker, fetched, source, sections, topic, 1000)
     assert there == here
     assert len(there.items) == 30
     assert {p.section for _, p in there.items} == {"training"}

@@ -1,0 +1,66 @@
+"""The composition root: the one place that wires the stages and the store together.
+
+    Source -fetch-> Fetched -parse-> Entry -normalize-> Item -classify-> Placement
+          -dedupe-> story -store-> ... -digest-> Digest -render-> files
+
+Everything it needs comes in as arguments: the config, a storage, an HTTP client and `now`
+(reader's `make_reader(..., _storage=...)` pattern), so tests pass fakes and a frozen clock.
+A failing source becomes a SourceResult with its error; the run goes on. Nothing here
+formats messages for people or exits: that is cli.py.
+"""
+
+from aggregator.pipeline._outputs import (
+    FEED_FILE,
+    DigestFiles,
+    RunReport,
+    build_digest,
+    build_feed,
+    digest_basename,
+    feed_self_url,
+    run_once,
+)
+from aggregator.pipeline._sources import (
+    HEALTH_ORDER,
+    FeedCandidate,
+    SourceHealth,
+    UrlProbe,
+    probe_url,
+    source_health,
+)
+from aggregator.pipeline._update import (
+    MAX_BACKOFF,
+    Prepared,
+    Progress,
+    backoff,
+    is_due,
+    open_client,
+    prepare_items,
+    store_items,
+    update_sources,
+)
+
+__all__ = [
+    "FEED_FILE",
+    "HEALTH_ORDER",
+    "MAX_BACKOFF",
+    "DigestFiles",
+    "FeedCandidate",
+    "Prepared",
+    "Progress",
+    "RunReport",
+    "SourceHealth",
+    "UrlProbe",
+    "backoff",
+    "build_digest",
+    "build_feed",
+    "digest_basename",
+    "feed_self_url",
+    "is_due",
+    "open_client",
+    "prepare_items",
+    "probe_url",
+    "run_once",
+    "source_health",
+    "store_items",
+    "update_sources",
+]

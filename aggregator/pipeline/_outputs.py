@@ -1,0 +1,153 @@
+"""Writing the outputs: feed.xml, and the digest as HTML, text and .eml.
+
+Part of the composition root (see `aggregator.pipeline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from aggregator.digest import last_complete_week, latest_stories, select_digest
+from aggregator.fetch import Resolver, system_resolver
+from aggregator.output import write_outputs
+from aggregator.pipeline._update import Progress, update_sources
+from aggregator.render import make_environment, render_digest, render_feed
+from aggregator.storage import StorageType
+from aggregator.types import (
+    Config,
+    Digest,
+    SourceResult,
+)
+
+FEED_FILE = "feed.xml"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestFiles:
+    digest: Digest
+    paths: tuple[Path, ...]
+
+
+@dataclass(slots=True)
+class RunReport:
+    results: list[SourceResult] = field(default_factory=list)
+    feed: Path | None = None
+    digest: DigestFiles | None = None
+
+    @property
+    def failed(self) -> list[SourceResult]:
+        return [r for r in self.results if not r.ok]
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def feed_self_url(config: Config) -> str:
+    return urljoin(config.newsletter.link.rstrip("/") + "/", FEED_FILE)
+
+
+def _source_maps(config: Config) -> tuple[dict[str, str], dict[str, str]]:
+    return {s.id: s.name for s in config.sources}, {s.id: s.url for s in config.sources}
+
+
+def build_feed(
+    config: Config, storage: StorageType, now: datetime, out_dir: Path | None = None
+) -> Path:
+    """Write <out_dir>/feed.xml: the latest on-topic stories, newest first."""
+    limit = config.digest.feed_items
+    # Off-topic stories are dropped after the query, so ask for a margin over the limit.
+    stories = latest_stories(storage.get_stories(limit=limit * 4), limit)
+    names, urls = _source_maps(config)
+    xml = render_feed(
+        stories,
+        config.newsletter,
+        config.sections,
+        names,
+        urls,
+        self_url=feed_self_url(config),
+        now=now,
+        limit=limit,
+    )
+    out = out_dir or config.output_dir
+    return write_outputs(out, {FEED_FILE: xml})[0]
+
+
+def digest_basename(start: datetime, end: datetime, timezone: str) -> str:
+    """digest-2026-W48 for a calendar week, else digest-<start>_<end> in local time."""
+    zone = ZoneInfo(timezone)
+    s, e = start.astimezone(zone), end.astimezone(zone)
+    if (
+        s.weekday() == 0
+        and s.time().isoformat() == "00:00:00"
+        and e == (s + timedelta(days=7)).astimezone(zone).replace(hour=0)
+    ):
+        year, week, _ = s.isocalendar()
+        return f"digest-{year}-W{week:02d}"
+    return f"digest-{s:%Y%m%dT%H%M}_{e:%Y%m%dT%H%M}"
+
+
+def build_digest(
+    config: Config,
+    storage: StorageType,
+    now: datetime,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    out_dir: Path | None = None,
+) -> DigestFiles:
+    """Render the digest of [start, end) (default: the last complete week) to html/txt/eml."""
+    if start is None or end is None:
+        week_start, week_end = last_complete_week(now, config.newsletter.timezone)
+        start = start or week_start
+        end = end or week_end
+    stories = storage.get_stories(since=start, until=end)
+    names, urls = _source_maps(config)
+    digest = select_digest(
+        stories,
+        config.sections,
+        config.newsletter,
+        names,
+        start=start,
+        end=end,
+        now=now,
+        settings=config.digest,
+    )
+    env = make_environment(config.templates_dir)
+    rendered = render_digest(
+        digest,
+        env,
+        source_urls=urls,
+        sender=config.digest.sender,
+        teaser_chars=config.digest.teaser_chars,
+    )
+    base = digest_basename(start, end, config.newsletter.timezone)
+    paths = write_outputs(
+        out_dir or config.output_dir,
+        {f"{base}.html": rendered.html, f"{base}.txt": rendered.text, f"{base}.eml": rendered.eml},
+    )
+    return DigestFiles(digest=digest, paths=tuple(paths))
+
+
+async def run_once(
+    config: Config,
+    storage: StorageType,
+    client: httpx.AsyncClient,
+    now: datetime,
+    *,
+    progress: Progress | None = None,
+    resolver: Resolver = system_resolver,
+) -> RunReport:
+    """One full cycle: every source fetched, the feed rebuilt, last week's digest written."""
+    report = RunReport()
+    report.results = await update_sources(
+        config, storage, client, now, only_due=False, progress=progress, resolver=resolver
+    )
+    report.feed = build_feed(config, storage, now)
+    report.digest = build_digest(config, storage, now)
+    return report
