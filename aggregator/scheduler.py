@@ -12,7 +12,7 @@ Config reload: at each fetch tick `LiveConfig.refresh` looks at feeds.yaml (mtim
 then a hash of the bytes) and reloads it when it changed. A broken edit is logged, every
 problem, and the last good config keeps running; a changed digest time reschedules the
 digest job. Both jobs read the config through the LiveConfig, so a reload reaches them.
-Only cli.py imports this module.
+Only the cli package imports this module.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 Everything it needs comes in as arguments: the config, a storage, an HTTP client and `now`
 (reader's `make_reader(..., _storage=...)` pattern), so tests pass fakes and a frozen clock.
 A failing source becomes a SourceResult with its error; the run goes on. Nothing here
-formats messages for people or exits: that is cli.py.
+formats messages for people or exits: that is the cli package.
 """
 
 from aggregator.pipeline._outputs import (
