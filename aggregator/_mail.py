@@ -38,7 +38,10 @@ def parse_mailbox(value: str) -> Address | None:
     The header registry's strict parser, not `parseaddr`: "Desk Bcc: x@evil <d@example.org>"
     is a group to it (a defect), where parseaddr quietly returns x@evil.
     """
-    header = SMTP.header_factory("From", clean_header(value))
+    try:
+        header = SMTP.header_factory("From", clean_header(value))
+    except (IndexError, ValueError):  # CPython 3.11's parser crashes on "ann@" (no domain)
+        return None
     addresses = header.addresses if isinstance(header, AddressHeader) else ()
     if header.defects or len(addresses) != 1 or not addresses[0].domain:
         return None

@@ -29,7 +29,9 @@ from aggregator._yaml_nodes import NodeReader, join, suggest
 from aggregator.exceptions import ConfigError, ConfigProblem
 from aggregator.types import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_SMTP_PORTS,
     Config,
+    DeliverySettings,
     DigestSettings,
     FetchSettings,
     Newsletter,
@@ -37,6 +39,7 @@ from aggregator.types import (
     Schedule,
     Section,
     Selectors,
+    SmtpSettings,
     Source,
     SourceKind,
     Topic,
@@ -50,8 +53,13 @@ _BAD_STAR_RE = re.compile(r"\*(?=[\w*])|(?<!\w)\*")
 
 _TOP_KEYS = (
     "newsletter", "storage", "output", "fetch", "schedule", "digest", "topic", "sources",
-    "sections",
+    "sections", "delivery",
 )  # fmt: skip
+_DELIVERY_KEYS = (
+    "mode", "from", "reply_to", "smtp", "rate_per_minute", "timeout", "unsubscribe_secret_env",
+)  # fmt: skip
+_SMTP_KEYS = ("host", "port", "security", "username_env", "password_env")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _TOP_REQUIRED = ("newsletter", "storage", "output", "sources", "sections")
 _SOURCE_KEYS = (
     "id", "name", "url", "kind", "interval", "section", "max_bytes", "allow_private_network",
@@ -127,6 +135,9 @@ class _ConfigBuilder:
         schedule = self.schedule(top["schedule"]) if "schedule" in top else Schedule()
         digest = self.digest(top["digest"]) if "digest" in top else DigestSettings()
         topic = self.topic(top["topic"]) if "topic" in top else Topic()
+        delivery = self.delivery(top["delivery"]) if "delivery" in top else None
+        if "delivery" in top and delivery is None and not r.problems:
+            r.add(top["delivery"], "delivery", "invalid delivery settings")
         section_ids: dict[str, int] | None = None
         sections: tuple[Section, ...] | None = None
         if "sections" in top:
@@ -158,6 +169,7 @@ class _ConfigBuilder:
             fetch=fetch,
             schedule=schedule,
             digest=digest,
+            delivery=delivery,
         )
 
     # --- newsletter, storage, output ------------------------------------------------------
@@ -371,6 +383,110 @@ class _ConfigBuilder:
         if any(v is None for v in values.values()):
             return None
         return DigestSettings(**values)  # type: ignore[arg-type]
+
+    # --- delivery ------------------------------------------------------------------------
+
+    def delivery(self, node: yaml.Node) -> DeliverySettings | None:
+        r, p = self.r, "delivery"
+        m = r.mapping(node, p, keys=_DELIVERY_KEYS, required=("mode", "from"))
+        if m is None or "mode" not in m or "from" not in m:
+            return None
+        ok = True
+        mode = r.string(m["mode"], join(p, "mode"))
+        if mode is not None and mode not in ("smtp", "files"):
+            r.add(m["mode"], join(p, "mode"), f"unknown mode '{mode}' (one of smtp, files)")
+            mode = None
+        sender = self.mailbox(m["from"], join(p, "from"))
+        reply_to = self.mailbox(m["reply_to"], join(p, "reply_to")) if "reply_to" in m else ""
+        smtp: SmtpSettings | None = None
+        if "smtp" in m:
+            smtp = self.smtp(m["smtp"], join(p, "smtp"))
+            ok = smtp is not None
+        elif mode == "smtp":
+            r.add(node, join(p, "smtp"), "mode smtp needs an smtp: {host: ..., port: ...} mapping")
+            ok = False
+        values: dict[str, object] = {}
+        if "rate_per_minute" in m:
+            values["rate_per_minute"] = r.integer(
+                m["rate_per_minute"], join(p, "rate_per_minute"), low=0, high=100_000
+            )
+        if "timeout" in m:
+            values["timeout"] = r.number(m["timeout"], join(p, "timeout"), low=1, high=600)
+        if "unsubscribe_secret_env" in m:
+            values["unsubscribe_secret_env"] = self.env_name(
+                m["unsubscribe_secret_env"], join(p, "unsubscribe_secret_env")
+            )
+        if not ok or mode is None or sender is None or reply_to is None:
+            return None
+        if None in values.values():
+            return None
+        return DeliverySettings(
+            mode=mode,  # type: ignore[arg-type]
+            sender=sender,
+            reply_to=reply_to,
+            smtp=smtp,
+            **values,  # type: ignore[arg-type]
+        )
+
+    def mailbox(self, node: yaml.Node, path: str) -> str | None:
+        raw = self.r.string(node, path, max_len=300)
+        if raw is not None and parse_mailbox(raw) is None:
+            self.r.add(node, path, "expected an address like 'Name <news@example.org>'")
+            return None
+        return raw
+
+    def env_name(self, node: yaml.Node, path: str) -> str | None:
+        """The name of an environment variable (the secret itself never goes in feeds.yaml)."""
+        raw = self.r.string(node, path, max_len=128)
+        if raw is not None and not _ENV_RE.fullmatch(raw):
+            self.r.add(
+                node,
+                path,
+                # the value is not echoed: it may be the secret itself, pasted by mistake
+                "not an environment variable name (like SMTP_PASSWORD); put the secret in "
+                "the environment and its name here",
+            )
+            return None
+        return raw
+
+    def smtp(self, node: yaml.Node, path: str) -> SmtpSettings | None:
+        r = self.r
+        m = r.mapping(node, path, keys=_SMTP_KEYS, required=("host",))
+        if m is None or "host" not in m:
+            return None
+        host = r.string(m["host"], join(path, "host"), max_len=253)
+        if host is not None and ("/" in host or " " in host):
+            r.add(m["host"], join(path, "host"), "a host name or address, not a URL")
+            host = None
+        security: str | None = "starttls"
+        if "security" in m:
+            security = r.string(m["security"], join(path, "security"))
+            if security is not None and security not in DEFAULT_SMTP_PORTS:
+                r.add(
+                    m["security"],
+                    join(path, "security"),
+                    f"unknown security '{security}' (one of none, starttls, tls)",
+                )
+                security = None
+        port: int | None = DEFAULT_SMTP_PORTS.get(security or "starttls", 587)
+        if "port" in m:
+            port = r.integer(m["port"], join(path, "port"), low=1, high=65535)
+        envs: dict[str, str | None] = {}
+        for key in ("username_env", "password_env"):
+            if key in m:
+                envs[key] = self.env_name(m[key], join(path, key))
+        if ("username_env" in m) != ("password_env" in m):
+            r.add(node, path, "give both username_env and password_env, or neither")
+            return None
+        if host is None or security is None or port is None or None in envs.values():
+            return None
+        return SmtpSettings(
+            host=host,
+            port=port,
+            security=security,  # type: ignore[arg-type]
+            username_env=envs.get("username_env") or "",
+            password_env=envs.get("password_env") or "",
+        )
 
     # --- topic, sections, rule terms ------------------------------------------------------
 

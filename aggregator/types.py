@@ -128,6 +128,35 @@ class DigestSettings:
     sender: str = ""  # From: header of the .eml; empty means "<title> <noreply@host of link>"
 
 
+DeliveryMode = Literal["smtp", "files"]
+SmtpSecurity = Literal["none", "starttls", "tls"]
+DEFAULT_SMTP_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "tls": 465}
+DEFAULT_SMTP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """The relay; secrets are named environment variables, never values in feeds.yaml."""
+
+    host: str
+    port: int = 587
+    security: SmtpSecurity = "starttls"
+    username_env: str = ""
+    password_env: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    mode: DeliveryMode
+    sender: str  # `from:` "Name <addr@host>"
+    reply_to: str = ""
+    smtp: SmtpSettings | None = None  # required when mode is smtp
+    rate_per_minute: int = 0  # 0: no limit
+    timeout: float = DEFAULT_SMTP_TIMEOUT  # seconds per SMTP operation
+    # HMAC key for the one-click unsubscribe token; without it only the mailto form is sent.
+    unsubscribe_secret_env: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
@@ -141,6 +170,7 @@ class Config:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     schedule: Schedule = field(default_factory=Schedule)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    delivery: DeliverySettings | None = None
 
     def source(self, source_id: str) -> Source:
         for s in self.sources:
@@ -299,6 +329,64 @@ class Rendered:
     text: str
     eml: bytes
     subject: str
+
+
+# --- subscribers, issues, deliveries -----------------------------------------------------
+
+SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced"]
+SUBSCRIBER_STATUSES: tuple[SubscriberStatus, ...] = ("pending", "active", "unsubscribed", "bounced")
+DeliveryStatus = Literal["pending", "sending", "sent", "failed_temp", "failed_perm"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A reader of the newsletter; `sections` empty means every section."""
+
+    id: int
+    address: str  # addr-spec, domain lower-cased
+    name: str
+    status: SubscriberStatus
+    sections: tuple[str, ...]
+    created: datetime
+    confirmed: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscriber:
+    """A subscriber to add or merge: None leaves a stored value as it is."""
+
+    address: str
+    name: str = ""
+    sections: tuple[str, ...] | None = None
+    status: SubscriberStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A frozen digest: created once per period, never rebuilt."""
+
+    id: int
+    number: int
+    start: datetime
+    end: datetime
+    created: datetime
+    subject: str
+    html: str
+    text: str
+    story_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One issue to one subscriber: the ledger row."""
+
+    issue_id: int
+    subscriber_id: int
+    status: DeliveryStatus
+    attempts: int
+    reply: str
+    updated: datetime
 
 
 # --- results ------------------------------------------------------------------------------

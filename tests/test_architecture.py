@@ -19,6 +19,8 @@ STAGES = {
     "render",
     "output",
     "config",
+    "deliver",
+    "subscribers",
 }
 
 

@@ -57,7 +57,9 @@ def test_every_command_has_help():
     parser = make_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(helps) == {"check", "fetch", "items", "feed", "digest", "run", "sources"}
+    assert set(helps) == {
+        "check", "fetch", "items", "feed", "digest", "run", "sources", "subscribers"
+    }  # fmt: skip
     assert all(helps.values())
     actions = next(a for a in sub.choices["sources"]._actions if a.dest == "action")
     assert {a.dest: a.help for a in actions._choices_actions}.keys() == {

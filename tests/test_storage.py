@@ -113,7 +113,25 @@ def test_reopen_keeps_data_and_schema_version(database_url):
             conn.execute(sqlalchemy.text("select version from schema_version")).scalars().all()
         )
     engine.dispose()
-    assert versions == [LATEST]
+    assert sorted(versions) == list(range(1, LATEST + 1))  # each migration applied once
+
+
+def test_a_version_1_database_is_migrated_with_its_data(database_url, monkeypatch):
+    from aggregator.storage import _schema
+    from aggregator.types import NewSubscriber
+
+    with monkeypatch.context() as m:
+        m.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:1])
+        s = open_storage(database_url, NOW)
+        with s.transaction() as tx:
+            tx.add_item(make_item("g"), tx.add_story(NOW), Placement(None), NOW)
+        s.close()
+    s = open_storage(database_url, NOW)
+    try:
+        assert s.count_items() == 1
+        assert s.add_subscribers([NewSubscriber("a@example.org")], NOW)[0][1]
+    finally:
+        s.close()
 
 
 def test_newer_schema_is_refused(database_url):
@@ -141,3 +159,63 @@ def test_unreachable_database_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError) as e:
         open_storage("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2", NOW)
     assert "secret" not in str(e.value)
+
+
+# --- subscribers, issues, deliveries ------------------------------------------------------
+
+
+def test_subscribers_merge_by_address_and_are_never_deleted(storage):
+    from aggregator.types import NewSubscriber
+
+    [(ann, new)] = storage.add_subscribers([NewSubscriber("Ann@example.org", "Ann")], NOW)
+    assert new and ann.status == "active" and ann.confirmed == NOW and ann.sections == ()
+    later = NOW + timedelta(days=1)
+    [(again, new)] = storage.add_subscribers(
+        [NewSubscriber("ann@EXAMPLE.org".lower(), "", ("training",), None)], later
+    )
+    assert not new and again.id == ann.id and again.name == "Ann"
+    assert again.sections == ("training",) and again.address == "Ann@example.org"
+    gone = storage.set_subscriber_status("ANN@example.org", "unsubscribed", later)
+    assert gone is not None and gone.status == "unsubscribed" and gone.created == NOW
+    assert [s.status for s in storage.get_subscribers()] == ["unsubscribed"]
+    assert storage.get_subscribers(status="active") == []
+    assert storage.set_subscriber_status("nobody@example.org", "bounced", later) is None
+    pending = storage.add_subscribers([NewSubscriber("bo@example.org", status="pending")], NOW)
+    assert pending[0][0].confirmed is None
+
+
+def test_issue_is_frozen_once_per_period_and_numbered(storage):
+    start, end = NOW - timedelta(days=7), NOW
+    first, created = storage.add_issue(
+        start, end, subject="S1", html="<p>h</p>", text="t", story_ids=[3, 1], now=NOW
+    )
+    assert created and first.number == 1 and first.story_ids == (3, 1)
+    again, created = storage.add_issue(
+        start, end, subject="other", html="x", text="y", story_ids=[], now=NOW
+    )
+    assert not created and again == first
+    second, _ = storage.add_issue(
+        end, end + timedelta(days=7), subject="S2", html="h", text="t", story_ids=[], now=NOW
+    )
+    assert second.number == 2 and storage.get_issue(start, end) == first
+    assert [i.number for i in storage.get_issues()] == [1, 2]
+
+
+def test_delivery_ledger(storage):
+    from aggregator.types import NewSubscriber
+
+    subs = storage.add_subscribers([NewSubscriber(f"r{i}@example.org") for i in range(3)], NOW)
+    ids = [s.id for s, _ in subs]
+    issue, _ = storage.add_issue(
+        NOW - timedelta(days=7), NOW, subject="S", html="h", text="t", story_ids=[], now=NOW
+    )
+    assert storage.add_deliveries(issue.id, ids, NOW) == 3
+    assert storage.add_deliveries(issue.id, ids, NOW) == 0  # enqueueing twice adds nothing
+    storage.set_delivery(issue.id, ids[0], "sent", NOW, reply="250 ok", attempted=True)
+    storage.set_delivery(issue.id, ids[1], "failed_temp", NOW, reply="451 later", attempted=True)
+    storage.set_delivery(issue.id, ids[1], "failed_temp", NOW, attempted=True)
+    rows = {d.subscriber_id: d for d in storage.get_deliveries(issue.id)}
+    assert rows[ids[0]].status == "sent" and rows[ids[0]].attempts == 1
+    assert rows[ids[1]].attempts == 2 and rows[ids[1]].reply == "451 later"
+    todo = storage.get_deliveries(issue.id, statuses=["pending", "failed_temp"])
+    assert [d.subscriber_id for d in todo] == ids[1:]

@@ -9,8 +9,12 @@ Exit codes (keep in sync with README.md and docs/editors.md):
        edit would make it invalid, so feeds.yaml was left unchanged
     4  the database failed
     5  one or more sources failed (the others were fetched and stored); `sources test` /
-       `sources add`: the URL could not be fetched or read (nothing was added)
-    6  rendering or writing an output failed (also: feeds.yaml or the OPML could not be written)
+       `sources add`: the URL could not be fetched or read (nothing was added);
+       `digest --send`: some deliveries failed (temporarily: a later send retries them, or
+       permanently); the others were sent and the ledger says which
+    6  rendering or writing an output failed (also: feeds.yaml or the OPML could not be
+       written); `digest --send`: the run stopped (relay unreachable, login refused (535),
+       sender refused, no delivery: section); unsent rows stay queued for the next send
     130 interrupted
 """
 
@@ -43,6 +47,7 @@ from aggregator.cli._common import (
     parse_time,
 )
 from aggregator.cli._sources import add_sources_parser
+from aggregator.cli._subscribers import add_subscribers_parser
 from aggregator.config import load_config
 from aggregator.exceptions import (
     ConfigError,
@@ -253,6 +258,37 @@ def cmd_feed(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
+def _send(
+    config: Config, since: datetime | None, until: datetime | None, out: TextIO, now: datetime
+) -> int:
+    storage = open_store(config, now)
+    try:
+        report = pipeline.send_issue(
+            config, storage, now, start=since, end=until, clock=lambda: datetime.now(UTC)
+        )
+    finally:
+        storage.close()
+    issue = report.issue
+    zone = ZoneInfo(config.newsletter.timezone)
+    out.write(
+        f"issue {issue.number} ({'frozen now' if report.created else 'frozen earlier'}): "
+        f"{issue.start.astimezone(zone):%Y-%m-%d %H:%M} to "
+        f"{issue.end.astimezone(zone):%Y-%m-%d %H:%M}, {len(issue.story_ids)} stories\n"
+    )
+    if report.files:
+        out.write(f"wrote {len(report.files)} messages (mode: files; the ledger is untouched)\n")
+        for p in report.files[:5]:
+            out.write(f"  {p}\n")
+        return EXIT_OK
+    out.write(
+        f"enqueued {report.enqueued}, sent {report.sent}, failed temporarily "
+        f"{report.failed_temp}, failed permanently {report.failed_perm}, waiting to retry "
+        f"{report.waiting}\n"
+    )
+    out.write("ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) + "\n")
+    return EXIT_SOURCES if report.failed else EXIT_OK
+
+
 def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     tz = config.newsletter.timezone
@@ -268,6 +304,8 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
         raise UsageError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
         )
+    if args.send:
+        return _send(config, since, until, out, now)
     storage = open_store(config, now)
     try:
         files = pipeline.build_digest(
@@ -351,6 +389,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--until", metavar="T", help="window end, exclusive (default: now when --since is given)"
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
+    p.add_argument(
+        "--send",
+        action="store_true",
+        help="freeze the period's issue (once) and send it to every active subscriber that "
+        "has not had it (delivery: in feeds.yaml)",
+    )
     p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser(
@@ -362,6 +406,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     add_sources_parser(sub)
+    add_subscribers_parser(sub)
     return parser
 
 

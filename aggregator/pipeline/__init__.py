@@ -19,6 +19,13 @@ from aggregator.pipeline._outputs import (
     feed_self_url,
     run_once,
 )
+from aggregator.pipeline._send import (
+    MAX_ATTEMPTS,
+    SendReport,
+    freeze_issue,
+    retry_due,
+    send_issue,
+)
 from aggregator.pipeline._sources import (
     HEALTH_ORDER,
     FeedCandidate,
@@ -42,12 +49,14 @@ from aggregator.pipeline._update import (
 __all__ = [
     "FEED_FILE",
     "HEALTH_ORDER",
+    "MAX_ATTEMPTS",
     "MAX_BACKOFF",
     "DigestFiles",
     "FeedCandidate",
     "Prepared",
     "Progress",
     "RunReport",
+    "SendReport",
     "SourceHealth",
     "UrlProbe",
     "backoff",
@@ -55,11 +64,14 @@ __all__ = [
     "build_feed",
     "digest_basename",
     "feed_self_url",
+    "freeze_issue",
     "is_due",
     "open_client",
     "prepare_items",
     "probe_url",
+    "retry_due",
     "run_once",
+    "send_issue",
     "source_health",
     "store_items",
     "update_sources",

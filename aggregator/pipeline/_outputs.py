@@ -22,6 +22,7 @@ from aggregator.storage import StorageType
 from aggregator.types import (
     Config,
     Digest,
+    Rendered,
     SourceResult,
 )
 
@@ -102,10 +103,31 @@ def build_digest(
     out_dir: Path | None = None,
 ) -> DigestFiles:
     """Render the digest of [start, end) (default: the last complete week) to html/txt/eml."""
+    start, end = digest_period(config, now, start, end)
+    digest, rendered = render_period(config, storage, now, start, end)
+    base = digest_basename(start, end, config.newsletter.timezone)
+    paths = write_outputs(
+        out_dir or config.output_dir,
+        {f"{base}.html": rendered.html, f"{base}.txt": rendered.text, f"{base}.eml": rendered.eml},
+    )
+    return DigestFiles(digest=digest, paths=tuple(paths))
+
+
+def digest_period(
+    config: Config, now: datetime, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """[start, end), the missing ends from the last complete week in the newsletter's zone."""
     if start is None or end is None:
         week_start, week_end = last_complete_week(now, config.newsletter.timezone)
         start = start or week_start
         end = end or week_end
+    return start, end
+
+
+def render_period(
+    config: Config, storage: StorageType, now: datetime, start: datetime, end: datetime
+) -> tuple[Digest, Rendered]:
+    """The digest of [start, end) selected from the store and rendered."""
     stories = storage.get_stories(since=start, until=end)
     names, urls = _source_maps(config)
     digest = select_digest(
@@ -126,12 +148,7 @@ def build_digest(
         sender=config.digest.sender,
         teaser_chars=config.digest.teaser_chars,
     )
-    base = digest_basename(start, end, config.newsletter.timezone)
-    paths = write_outputs(
-        out_dir or config.output_dir,
-        {f"{base}.html": rendered.html, f"{base}.txt": rendered.text, f"{base}.eml": rendered.eml},
-    )
-    return DigestFiles(digest=digest, paths=tuple(paths))
+    return digest, rendered
 
 
 async def run_once(

@@ -11,7 +11,19 @@ from datetime import datetime
 from typing import Protocol
 
 from aggregator.storage._sql import SqlStorage, SqlTransaction, open_storage
-from aggregator.types import Item, Placement, SourceState, StoredItem, Story
+from aggregator.types import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    Item,
+    NewSubscriber,
+    Placement,
+    SourceState,
+    StoredItem,
+    Story,
+    Subscriber,
+    SubscriberStatus,
+)
 
 
 class TransactionType(Protocol):
@@ -59,6 +71,47 @@ class StorageType(Protocol):
         source_id: str | None = None,
     ) -> dict[str, int]: ...
     def get_item_spans(self) -> dict[str, tuple[datetime, datetime]]: ...
+
+    # subscribers: never deleted, only their status changes
+    def add_subscribers(
+        self, rows: Sequence[NewSubscriber], now: datetime
+    ) -> list[tuple[Subscriber, bool]]: ...
+    def get_subscribers(self, *, status: SubscriberStatus | None = None) -> list[Subscriber]: ...
+    def get_subscriber(self, address: str) -> Subscriber | None: ...
+    def set_subscriber_status(
+        self, address: str, status: SubscriberStatus, now: datetime
+    ) -> Subscriber | None: ...
+
+    # frozen issues (one per period) and the delivery ledger (one row per issue, subscriber)
+    def get_issue(self, start: datetime, end: datetime) -> Issue | None: ...
+    def get_issues(self) -> list[Issue]: ...
+    def add_issue(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        subject: str,
+        html: str,
+        text: str,
+        story_ids: Sequence[int],
+        now: datetime,
+    ) -> tuple[Issue, bool]: ...
+    def add_deliveries(
+        self, issue_id: int, subscriber_ids: Sequence[int], now: datetime
+    ) -> int: ...
+    def get_deliveries(
+        self, issue_id: int, *, statuses: Sequence[DeliveryStatus] | None = None
+    ) -> list[Delivery]: ...
+    def set_delivery(
+        self,
+        issue_id: int,
+        subscriber_id: int,
+        status: DeliveryStatus,
+        now: datetime,
+        *,
+        reply: str | None = None,
+        attempted: bool = False,
+    ) -> None: ...
 
 
 __all__ = ["SqlStorage", "SqlTransaction", "StorageType", "TransactionType", "open_storage"]

@@ -113,13 +113,62 @@ items = Table(
 )
 
 
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False),  # addr-spec, domain lower-cased
+    Column("address_key", String(320), nullable=False),  # fully lower-cased: the merge key
+    Column("name", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("sections", Text, nullable=False, default="[]"),  # JSON list; [] means all
+    Column("created", UTCDateTime, nullable=False),
+    Column("confirmed", UTCDateTime),
+    Column("updated", UTCDateTime, nullable=False),
+    UniqueConstraint("address_key", name="uq_subscribers_address_key"),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", Integer, nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("story_ids", Text, nullable=False, default="[]"),  # JSON list
+    UniqueConstraint("period_start", "period_end", name="uq_issues_period"),
+    UniqueConstraint("number", name="uq_issues_number"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("reply", Text, nullable=False, default=""),
+    Column("updated", UTCDateTime, nullable=False),
+    Index("ix_deliveries_status", "issue_id", "status"),
+)
+
+
 def _v1(conn: Connection) -> None:
     for table in (sources, stories, items):
         table.create(conn)
 
 
+def _v2(conn: Connection) -> None:
+    for table in (subscribers, issues, deliveries):
+        table.create(conn)
+
+
 # Append only. Each step gets a connection inside the migration's transaction.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
 LATEST = MIGRATIONS[-1][0]
 
 

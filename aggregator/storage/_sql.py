@@ -19,8 +19,31 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator.exceptions import StorageError
-from aggregator.storage._schema import LATEST, items, migrate, schema_version, sources, stories
-from aggregator.types import Item, Placement, SourceState, StoredItem, Story, Validators
+from aggregator.storage._schema import (
+    LATEST,
+    deliveries,
+    issues,
+    items,
+    migrate,
+    schema_version,
+    sources,
+    stories,
+    subscribers,
+)
+from aggregator.types import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    Item,
+    NewSubscriber,
+    Placement,
+    SourceState,
+    StoredItem,
+    Story,
+    Subscriber,
+    SubscriberStatus,
+    Validators,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,6 +106,44 @@ def _row_to_stored(row: Any) -> StoredItem:
     )
     return StoredItem(
         id=row.id, item=item, story_id=row.story_id, first_seen=row.first_seen, placement=placement
+    )
+
+
+def _row_to_subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        address=row.address,
+        name=row.name,
+        status=row.status,
+        sections=tuple(json.loads(row.sections)),
+        created=row.created,
+        confirmed=row.confirmed,
+        updated=row.updated,
+    )
+
+
+def _row_to_issue(row: Any) -> Issue:
+    return Issue(
+        id=row.id,
+        number=row.number,
+        start=row.period_start,
+        end=row.period_end,
+        created=row.created,
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        story_ids=tuple(json.loads(row.story_ids)),
+    )
+
+
+def _row_to_delivery(row: Any) -> Delivery:
+    return Delivery(
+        issue_id=row.issue_id,
+        subscriber_id=row.subscriber_id,
+        status=row.status,
+        attempts=row.attempts,
+        reply=row.reply,
+        updated=row.updated,
     )
 
 
@@ -219,7 +280,223 @@ def _chunks(values: list[str] | list[int], size: int = 500) -> Iterator[Any]:
         yield values[i : i + size]
 
 
-class SqlStorage:
+class _SubscriberMethods:
+    """Subscribers, frozen issues and the delivery ledger (mixed into SqlStorage)."""
+
+    _engine: Engine
+
+    # --- subscribers ----------------------------------------------------------------------
+
+    @_wrap("adding subscribers")
+    def add_subscribers(
+        self, rows: Sequence[NewSubscriber], now: datetime
+    ) -> list[tuple[Subscriber, bool]]:
+        """Add or merge (by address, ignoring case) every row in one transaction.
+
+        Returns each subscriber as stored and whether it was new. A new row without a status
+        is `active`; a merged row keeps what the new one leaves as None (or an empty name).
+        Becoming active sets `confirmed` once.
+        """
+        out: list[tuple[Subscriber, bool]] = []
+        with self._engine.begin() as conn:
+            for row in rows:
+                key = row.address.lower()
+                old = conn.execute(
+                    select(subscribers).where(subscribers.c.address_key == key)
+                ).first()
+                if old is None:
+                    status = row.status or "active"
+                    result = conn.execute(
+                        subscribers.insert().values(
+                            address=row.address,
+                            address_key=key,
+                            name=row.name,
+                            status=status,
+                            sections=json.dumps(list(row.sections or ())),
+                            created=now,
+                            confirmed=now if status == "active" else None,
+                            updated=now,
+                        )
+                    )
+                    new_id = _inserted_id(result)
+                    created = True
+                else:
+                    values: dict[str, Any] = {"updated": now}
+                    if row.name:
+                        values["name"] = row.name
+                    if row.sections is not None:
+                        values["sections"] = json.dumps(list(row.sections))
+                    if row.status is not None:
+                        values["status"] = row.status
+                        if row.status == "active" and old.confirmed is None:
+                            values["confirmed"] = now
+                    conn.execute(
+                        update(subscribers).where(subscribers.c.id == old.id).values(values)
+                    )
+                    new_id, created = old.id, False
+                got = conn.execute(select(subscribers).where(subscribers.c.id == new_id)).one()
+                out.append((_row_to_subscriber(got), created))
+        return out
+
+    @_wrap("reading subscribers")
+    def get_subscribers(self, *, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        """Subscribers in the order they were added, optionally of one status."""
+        query = select(subscribers).order_by(subscribers.c.id)
+        if status is not None:
+            query = query.where(subscribers.c.status == status)
+        with self._engine.connect() as conn:
+            return [_row_to_subscriber(r) for r in conn.execute(query)]
+
+    @_wrap("reading a subscriber")
+    def get_subscriber(self, address: str) -> Subscriber | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(subscribers).where(subscribers.c.address_key == address.lower())
+            ).first()
+        return None if row is None else _row_to_subscriber(row)
+
+    @_wrap("changing a subscriber's status")
+    def set_subscriber_status(
+        self, address: str, status: SubscriberStatus, now: datetime
+    ) -> Subscriber | None:
+        """Change the status (nothing is ever deleted); None if the address is unknown."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.address_key == address.lower())
+                .values(status=status, updated=now)
+            )
+            row = conn.execute(
+                select(subscribers).where(subscribers.c.address_key == address.lower())
+            ).first()
+        return None if row is None else _row_to_subscriber(row)
+
+    # --- issues ---------------------------------------------------------------------------
+
+    @_wrap("reading an issue")
+    def get_issue(self, start: datetime, end: datetime) -> Issue | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(issues).where(issues.c.period_start == start, issues.c.period_end == end)
+            ).first()
+        return None if row is None else _row_to_issue(row)
+
+    @_wrap("reading issues")
+    def get_issues(self) -> list[Issue]:
+        with self._engine.connect() as conn:
+            return [_row_to_issue(r) for r in conn.execute(select(issues).order_by(issues.c.id))]
+
+    @_wrap("freezing an issue")
+    def add_issue(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        subject: str,
+        html: str,
+        text: str,
+        story_ids: Sequence[int],
+        now: datetime,
+    ) -> tuple[Issue, bool]:
+        """Freeze the issue of [start, end) in one transaction, numbered after the last one;
+        if that period already has an issue, return it unchanged. (issue, created)."""
+        with self._engine.begin() as conn:
+            old = conn.execute(
+                select(issues).where(issues.c.period_start == start, issues.c.period_end == end)
+            ).first()
+            if old is not None:
+                return _row_to_issue(old), False
+            number = int(
+                conn.execute(select(func.coalesce(func.max(issues.c.number), 0))).scalar_one()
+            )
+            result = conn.execute(
+                issues.insert().values(
+                    number=number + 1,
+                    period_start=start,
+                    period_end=end,
+                    created=now,
+                    subject=subject,
+                    html=html,
+                    text=text,
+                    story_ids=json.dumps(list(story_ids)),
+                )
+            )
+            row = conn.execute(select(issues).where(issues.c.id == _inserted_id(result))).one()
+            return _row_to_issue(row), True
+
+    # --- deliveries -----------------------------------------------------------------------
+
+    @_wrap("enqueueing deliveries")
+    def add_deliveries(self, issue_id: int, subscriber_ids: Sequence[int], now: datetime) -> int:
+        """A `pending` ledger row per subscriber that has none for this issue; how many."""
+        with self._engine.begin() as conn:
+            have = {
+                r.subscriber_id
+                for r in conn.execute(
+                    select(deliveries.c.subscriber_id).where(deliveries.c.issue_id == issue_id)
+                )
+            }
+            new = [i for i in dict.fromkeys(subscriber_ids) if i not in have]
+            for chunk in _chunks(new):
+                conn.execute(
+                    deliveries.insert(),
+                    [
+                        {
+                            "issue_id": issue_id,
+                            "subscriber_id": i,
+                            "status": "pending",
+                            "attempts": 0,
+                            "reply": "",
+                            "updated": now,
+                        }
+                        for i in chunk
+                    ],
+                )
+        return len(new)
+
+    @_wrap("reading deliveries")
+    def get_deliveries(
+        self, issue_id: int, *, statuses: Sequence[DeliveryStatus] | None = None
+    ) -> list[Delivery]:
+        query = (
+            select(deliveries)
+            .where(deliveries.c.issue_id == issue_id)
+            .order_by(deliveries.c.subscriber_id)
+        )
+        if statuses is not None:
+            query = query.where(deliveries.c.status.in_(list(statuses)))
+        with self._engine.connect() as conn:
+            return [_row_to_delivery(r) for r in conn.execute(query)]
+
+    @_wrap("recording a delivery")
+    def set_delivery(
+        self,
+        issue_id: int,
+        subscriber_id: int,
+        status: DeliveryStatus,
+        now: datetime,
+        *,
+        reply: str | None = None,
+        attempted: bool = False,
+    ) -> None:
+        """Record one SMTP answer (committed before returning); `attempted` counts a try."""
+        values: dict[str, Any] = {"status": status, "updated": now}
+        if reply is not None:
+            values["reply"] = reply[:1000]
+        if attempted:
+            values["attempts"] = deliveries.c.attempts + 1
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.subscriber_id == subscriber_id,
+                )
+                .values(values)
+            )
+
+
+class SqlStorage(_SubscriberMethods):
     """StorageType over a SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, url: str) -> None:
