@@ -57,6 +57,7 @@ _TOP_KEYS = (
 )  # fmt: skip
 _DELIVERY_KEYS = (
     "mode", "from", "reply_to", "smtp", "rate_per_minute", "timeout", "unsubscribe_secret_env",
+    "min_stories", "max_lateness_hours",
 )  # fmt: skip
 _SMTP_KEYS = ("host", "port", "security", "username_env", "password_env")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -412,6 +413,14 @@ class _ConfigBuilder:
             )
         if "timeout" in m:
             values["timeout"] = r.number(m["timeout"], join(p, "timeout"), low=1, high=600)
+        if "min_stories" in m:
+            values["min_stories"] = r.integer(
+                m["min_stories"], join(p, "min_stories"), low=0, high=10_000
+            )
+        if "max_lateness_hours" in m:
+            values["max_lateness_hours"] = r.number(
+                m["max_lateness_hours"], join(p, "max_lateness_hours"), low=0, high=24 * 7
+            )
         if "unsubscribe_secret_env" in m:
             values["unsubscribe_secret_env"] = self.env_name(
                 m["unsubscribe_secret_env"], join(p, "unsubscribe_secret_env")

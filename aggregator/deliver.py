@@ -30,6 +30,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -45,6 +46,9 @@ from aggregator.types import (
 )
 
 MAX_RECONNECTS = 3  # per message, after the relay dropped the connection
+# Gmail clips a message whose HTML is larger than about 102 KB; stay under 100 KB.
+MAX_HTML_BYTES = 100 * 1024
+_LINK_SCHEMES = ("http", "https", "mailto")
 
 # subscriber id, new status, the relay's reply, whether this was an attempt to send
 Record = Callable[[int, DeliveryStatus, str, bool], None]
@@ -144,6 +148,73 @@ def build_message(
         return msg.as_bytes()
     except (ValueError, TypeError, IndexError) as e:
         raise DeliveryError(f"cannot build the message to {subscriber.address!r}: {e}") from e
+
+
+# --- pre-send checks ------------------------------------------------------------------------
+
+
+class _Links(HTMLParser):
+    """Every href/src in an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append(value)
+
+
+def bad_links(html: str) -> list[str]:
+    """Links a mail reader cannot follow safely: anything but http(s), mailto and #anchors."""
+    parser = _Links()
+    parser.feed(html)
+    parser.close()
+    bad = []
+    for link in parser.links:
+        link = link.strip()
+        if link.startswith("#"):
+            continue  # the table of contents points into the message itself
+        if urlsplit(link).scheme.lower() not in _LINK_SCHEMES:
+            bad.append(link)
+    return bad
+
+
+def check_issue(
+    issue: Issue,
+    section_counts: Mapping[str, int],
+    *,
+    min_stories: int,
+    max_per_section: int,
+) -> list[str]:
+    """The reasons not to send this issue (FAULTS R: empty, over cap, bad link, clipped);
+    an empty list means it may go out. Pure: the pipeline gives the counts per section."""
+    reasons: list[str] = []
+    if len(issue.story_ids) < min_stories:
+        reasons.append(
+            f"{len(issue.story_ids)} stories, fewer than delivery.min_stories ({min_stories})"
+        )
+    for section, count in sorted(section_counts.items()):
+        if count > max_per_section:
+            reasons.append(
+                f"section {section!r} has {count} stories, over digest.max_per_section "
+                f"({max_per_section})"
+            )
+    bad = bad_links(issue.html)
+    if bad:
+        shown = ", ".join(repr(clean_header(b, 80)) for b in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        reasons.append(f"{len(bad)} link(s) that are not http(s) or mailto: {shown}{more}")
+    size = len(issue.html.encode("utf-8"))
+    if size >= MAX_HTML_BYTES:
+        reasons.append(
+            f"the HTML is {size // 1024} KB; Gmail clips messages over 100 KB "
+            "(lower digest.max_per_section or digest.teaser_chars)"
+        )
+    if not issue.text.strip():
+        reasons.append("the plain-text part is empty (check templates/digest.txt.j2)")
+    return reasons
 
 
 # --- files ----------------------------------------------------------------------------------

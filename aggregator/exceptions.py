@@ -7,7 +7,9 @@
      │    └── ParseError        bytes that are not a feed / page we can read
      ├── StorageError           the database refused or is unreachable
      ├── RenderError            a template is missing or broken
-     └── DeliveryError          writing or sending the digest failed
+     ├── DeliveryError          writing or sending the digest failed
+     │    └── IssueHeld         a pre-send check failed: nothing was sent (carries the reasons)
+     └── SchedulerLocked        another scheduler runs on the same database
 
 A foreign exception is wrapped once, where the library is called, with `raise ... from e`.
 Anything that is not an AggregatorError is a bug and propagates.
@@ -112,3 +114,20 @@ class RenderError(AggregatorError):
 
 class DeliveryError(AggregatorError):
     """Writing or sending a rendered digest failed."""
+
+
+class IssueHeld(DeliveryError):
+    """A pre-send check failed: the issue is held, nothing was sent, the ledger is untouched."""
+
+    def __init__(self, issue_number: int, reasons: list[str]) -> None:
+        self.issue_number = issue_number
+        self.reasons = list(reasons)
+        super().__init__(
+            f"issue {issue_number} held: "
+            + "; ".join(self.reasons)
+            + " (fix it, or send anyway with --force)"
+        )
+
+
+class SchedulerLocked(AggregatorError):
+    """Another scheduler holds the lock on this database (a second `aggregator run`)."""

@@ -6,8 +6,11 @@ Two jobs:
     hammers every source nor forgets one.
   * `digest`: a CronTrigger on a named weekday and time *with the newsletter's zone*
     (an IntervalTrigger would drift an hour across DST; `from_crontab('0 7 * * 1')` would
-    fire on Tuesday). coalesce, one instance, a 6 h misfire grace: a server that was down
-    at 07:00 and is back by 13:00 still writes the week's digest once.
+    fire on Tuesday). coalesce, one instance, a 6 h misfire grace. With `delivery:` it
+    sends the issue (`catch_up`), else it writes the digest files.
+Start-up: `catch_up` looks at the ledger, not at APScheduler: the last complete week's
+issue, due and not fully sent, is sent once within `delivery.max_lateness_hours`, else held
+for an editor. `SchedulerLock` keeps a second scheduler off the same database.
 Config reload: at each fetch tick `LiveConfig.refresh` looks at feeds.yaml (mtime and size,
 then a hash of the bytes) and reloads it when it changed. A broken edit is logged, every
 problem, and the last good config keeps running; a changed digest time reschedules the
@@ -18,26 +21,34 @@ Only the cli package imports this module.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Literal
 
+import sqlalchemy
+import sqlalchemy.exc
+import sqlalchemy.pool
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import pipeline
 from aggregator.config import load_config
-from aggregator.exceptions import AggregatorError, ConfigError, ConfigProblem
+from aggregator.digest import last_complete_week
+from aggregator.exceptions import AggregatorError, ConfigError, ConfigProblem, SchedulerLocked
 from aggregator.storage import StorageType
-from aggregator.types import Config, SourceResult
+from aggregator.types import Config, DeliveryStatus, SourceResult
 
 log = logging.getLogger("aggregator.scheduler")
 
 TICK = timedelta(minutes=5)
 DIGEST_MISFIRE_GRACE = timedelta(hours=6)
+_UNFINISHED: tuple[DeliveryStatus, ...] = ("pending", "sending", "failed_temp")
 _DIGEST_AT = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\w*\s+(\d{1,2}):(\d{2})$", re.I)
 
 
@@ -90,13 +101,134 @@ def fetch_job(config: Config, storage: StorageType, report: Callable[[SourceResu
         log.error("fetch job failed: %s", e)
 
 
-def digest_job(config: Config, storage: StorageType) -> None:
-    now = datetime.now(UTC)
+def digest_due(config: Config, now: datetime) -> tuple[datetime, datetime, datetime]:
+    """(start, end, due) of the last complete week's issue: `due` is the trigger's first fire
+    time at or after the week's end (it may still be ahead of `now`)."""
+    start, end = last_complete_week(now, config.newsletter.timezone)
+    due = digest_trigger(config).get_next_fire_time(None, end)
+    return start, end, due if due is not None else end
+
+
+CatchUp = Literal["no delivery", "not due", "sent already", "held", "sent"]
+
+
+def catch_up(config: Config, storage: StorageType, now: datetime) -> CatchUp:
+    """Send the last complete week's issue if it is due and not fully sent (FAULTS P4).
+
+    The ledger decides, not APScheduler: an issue that was never frozen, or has rows still
+    pending, sending or failed_temp, is sent (once: the ledger skips what was sent). Later
+    than `delivery.max_lateness_hours` after its time it is held for an editor instead, who
+    sends it with `aggregator digest --send`. Used at start-up and by the weekly job.
+    """
+    if config.delivery is None:
+        return "no delivery"
+    start, end, due = digest_due(config, now)
+    if now < due:
+        return "not due"
+    issue = storage.get_issue(start, end)
+    if issue is not None and not storage.get_deliveries(issue.id, statuses=_UNFINISHED):
+        return "sent already"
+    late = now - due
+    if late > timedelta(hours=config.delivery.max_lateness_hours):
+        log.warning(
+            "digest: the issue for %s to %s was due %s (%s ago, over delivery."
+            "max_lateness_hours %s) and is not sent; held for an editor: send it with "
+            "`aggregator digest --send`",
+            start.isoformat(), end.isoformat(), due.isoformat(), late,
+            config.delivery.max_lateness_hours,
+        )  # fmt: skip
+        return "held"
+    report = pipeline.send_issue(config, storage, now, start=start, end=end)
+    log.info(
+        "digest: issue %d sent to %d, failed %d (temporarily %d), skipped %d",
+        report.issue.number, report.sent, report.failed, report.failed_temp, report.skipped,
+    )  # fmt: skip
+    return "sent"
+
+
+def digest_job(config: Config, storage: StorageType, now: datetime | None = None) -> None:
+    """The weekly job: send the issue when `delivery:` is configured, else write the files."""
+    now = datetime.now(UTC) if now is None else now
     try:
+        if config.delivery is not None:
+            log.info("digest job: %s", catch_up(config, storage, now))
+            return
         files = pipeline.build_digest(config, storage, now)
         log.info("digest written: %s", ", ".join(str(p) for p in files.paths))
     except AggregatorError as e:
         log.error("digest job failed: %s", e)
+
+
+# --- one scheduler per database ---------------------------------------------------------
+
+# pg_try_advisory_lock key: a fixed 64-bit number for "aggregator scheduler"
+_PG_LOCK_KEY = 0x61676772_73636864
+_LOCKED = "another scheduler holds the lock"
+
+
+class SchedulerLock:
+    """Held while a scheduler runs: an exclusive flock on <database>.scheduler.lock for
+    SQLite, pg_try_advisory_lock on a dedicated connection for PostgreSQL (FAULTS P7)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._file: IO[bytes] | None = None
+        self._conn: sqlalchemy.Connection | None = None
+        self._engine: sqlalchemy.Engine | None = None
+
+    def acquire(self) -> SchedulerLock:
+        url = sqlalchemy.make_url(self.database)
+        if url.get_backend_name() == "sqlite":
+            if url.database in (None, "", ":memory:"):
+                return self  # a private in-memory database: no other process can share it
+            path = Path(f"{url.database}.scheduler.lock")
+            try:
+                f = path.open("ab")
+            except OSError as e:
+                raise SchedulerLocked(f"cannot open the lock file {path}: {e}") from e
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                f.close()
+                raise SchedulerLocked(
+                    f"{_LOCKED} ({path}); stop the other `aggregator run` first"
+                ) from e
+            self._file = f
+            return self
+        try:
+            self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+            self._conn = self._engine.connect()
+            got = self._conn.execute(
+                sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_KEY}
+            ).scalar()
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            self.release()
+            raise SchedulerLocked(f"cannot take the scheduler lock: {e}") from e
+        if not got:
+            self.release()
+            raise SchedulerLocked(
+                f"{_LOCKED} (PostgreSQL advisory lock {_PG_LOCK_KEY}); stop the other "
+                "`aggregator run` first"
+            )
+        return self
+
+    def release(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            f.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # the session ends: PostgreSQL drops its advisory locks
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    def __enter__(self) -> SchedulerLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class LiveConfig:

@@ -155,6 +155,9 @@ class DeliverySettings:
     timeout: float = DEFAULT_SMTP_TIMEOUT  # seconds per SMTP operation
     # HMAC key for the one-click unsubscribe token; without it only the mailto form is sent.
     unsubscribe_secret_env: str = ""
+    min_stories: int = 1  # pre-send check: an issue with fewer stories is held
+    # Catch-up at start-up: an issue due longer ago than this is held for an editor.
+    max_lateness_hours: float = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +338,8 @@ class Rendered:
 
 SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced"]
 SUBSCRIBER_STATUSES: tuple[SubscriberStatus, ...] = ("pending", "active", "unsubscribed", "bounced")
-DeliveryStatus = Literal["pending", "sending", "sent", "failed_temp", "failed_perm"]
+# skipped: the subscriber's sections hold no story of the issue (final, like sent).
+DeliveryStatus = Literal["pending", "sending", "sent", "failed_temp", "failed_perm", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)

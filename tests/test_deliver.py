@@ -44,7 +44,9 @@ def write_config(tmp_path: Path, delivery: str) -> Path:
 
 def smtp_delivery(port: int, extra: str = "") -> str:
     return (
-        "{mode: smtp, from: 'News <news@t.example.org>', unsubscribe_secret_env: UNSUB_KEY, "
+        # min_stories 0: these tests are about delivery, their issues are empty
+        "{mode: smtp, min_stories: 0, from: 'News <news@t.example.org>', "
+        "unsubscribe_secret_env: UNSUB_KEY, "
         f"smtp: {{host: 127.0.0.1, port: {port}, security: none{extra}}}}}"
     )
 
@@ -172,7 +174,7 @@ def test_hostile_subject_and_name_leave_exactly_our_headers(hostile):
 
 
 def test_files_mode_writes_one_eml_per_subscriber_and_leaves_the_ledger(tmp_path):
-    delivery = "{mode: files, from: 'News <news@t.example.org>'}"
+    delivery = "{mode: files, min_stories: 0, from: 'News <news@t.example.org>'}"
     config = load_config(write_config(tmp_path, delivery))
     add_subscribers(config, ["a@example.org", "b@example.org"])
     report = send(config)

@@ -14,7 +14,10 @@ Exit codes (keep in sync with README.md and docs/editors.md):
        permanently); the others were sent and the ledger says which
     6  rendering or writing an output failed (also: feeds.yaml or the OPML could not be
        written); `digest --send`: the run stopped (relay unreachable, login refused (535),
-       sender refused, no delivery: section); unsent rows stay queued for the next send
+       sender refused, no delivery: section); unsent rows stay queued for the next send;
+       `digest --send`: a pre-send check held the issue (one line per reason; nothing sent,
+       the ledger untouched; `--force` overrides)
+    7  `run`: another scheduler holds the lock on this database (stop it first)
     130 interrupted
 """
 
@@ -37,6 +40,7 @@ from aggregator._version import __version__
 from aggregator.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
+    EXIT_LOCKED,
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_SOURCES,
@@ -52,11 +56,14 @@ from aggregator.config import load_config
 from aggregator.exceptions import (
     ConfigError,
     DeliveryError,
+    IssueHeld,
     RenderError,
+    SchedulerLocked,
     SourceError,
     StorageError,
 )
 from aggregator.render import check_templates, make_environment
+from aggregator.subscribers import SubscriberError, normalize_address
 from aggregator.types import Config, SourceResult, StoredItem
 
 # --- output helpers -----------------------------------------------------------------------
@@ -258,13 +265,82 @@ def cmd_feed(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
+def _send_test_copy(
+    config: Config,
+    since: datetime | None,
+    until: datetime | None,
+    address: str,
+    out: TextIO,
+    now: datetime,
+) -> int:
+    try:
+        to, _ = normalize_address(address)
+    except SubscriberError as e:
+        raise UsageError(f"--to: {e}") from e
+    storage = open_store(config, now)
+    try:
+        issue, status, reply = pipeline.send_test_copy(
+            config, storage, now, to, start=since, end=until
+        )
+    finally:
+        storage.close()
+    out.write(
+        f"test copy of issue {issue.number} to {to}: {status} ({reply}); "
+        "the ledger and the subscriber list are unchanged\n"
+    )
+    return EXIT_OK if status == "sent" else EXIT_SOURCES
+
+
+def _preview(
+    config: Config,
+    since: datetime | None,
+    until: datetime | None,
+    out_dir: Path | None,
+    out: TextIO,
+    now: datetime,
+) -> int:
+    storage = open_store(config, now)
+    try:
+        paths, issue = pipeline.preview_issue(
+            config, storage, now, start=since, end=until, out_dir=out_dir
+        )
+        reasons = (
+            pipeline.check_before_send(config, storage, issue)
+            if issue is not None and config.delivery is not None
+            else []
+        )
+    finally:
+        storage.close()
+    if issue is not None:
+        out.write(f"preview of issue {issue.number} (frozen; this is what subscribers get):\n")
+    else:
+        out.write("preview (not frozen yet: `digest --send` freezes the issue):\n")
+    for p in paths:
+        out.write(f"  {p}\n")
+    for reason in reasons:
+        out.write(f"would be held: {reason}\n")
+    return EXIT_OK
+
+
 def _send(
-    config: Config, since: datetime | None, until: datetime | None, out: TextIO, now: datetime
+    config: Config,
+    since: datetime | None,
+    until: datetime | None,
+    out: TextIO,
+    now: datetime,
+    *,
+    force: bool = False,
 ) -> int:
     storage = open_store(config, now)
     try:
         report = pipeline.send_issue(
-            config, storage, now, start=since, end=until, clock=lambda: datetime.now(UTC)
+            config,
+            storage,
+            now,
+            start=since,
+            end=until,
+            clock=lambda: datetime.now(UTC),
+            force=force,
         )
     finally:
         storage.close()
@@ -283,7 +359,7 @@ def _send(
     out.write(
         f"enqueued {report.enqueued}, sent {report.sent}, failed temporarily "
         f"{report.failed_temp}, failed permanently {report.failed_perm}, waiting to retry "
-        f"{report.waiting}\n"
+        f"{report.waiting}, skipped (no story in their sections) {report.skipped}\n"
     )
     out.write("ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) + "\n")
     return EXIT_SOURCES if report.failed else EXIT_OK
@@ -304,8 +380,18 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
         raise UsageError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
         )
+    if args.to is not None and not args.send:
+        raise UsageError("--to needs --send (digest --send --to ADDRESS sends one test copy)")
+    if args.force and not args.send:
+        raise UsageError("--force only applies to --send")
+    if args.preview and args.send:
+        raise UsageError("--preview and --send are separate steps; preview first, then send")
+    if args.send and args.to is not None:
+        return _send_test_copy(config, since, until, args.to, out, now)
     if args.send:
-        return _send(config, since, until, out, now)
+        return _send(config, since, until, out, now, force=args.force)
+    if args.preview:
+        return _preview(config, since, until, args.out, out, now)
     storage = open_store(config, now)
     try:
         files = pipeline.build_digest(
@@ -328,10 +414,11 @@ def cmd_run(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) 
     if args.once:
         args.source, args.all = None, True
         return _update(args, config, out, err, once=True)
-    from aggregator.scheduler import make_scheduler
+    from aggregator.scheduler import SchedulerLock, catch_up, make_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     now = datetime.now(UTC)
+    lock = SchedulerLock(config.database).acquire()  # SchedulerLocked: exit 7
     storage = open_store(config, now)
 
     def report(result: SourceResult) -> None:
@@ -340,8 +427,20 @@ def cmd_run(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) 
         elif result.new_items:
             logging.getLogger("aggregator").info("%s: %d new", result.source_id, result.new_items)
 
-    scheduler = make_scheduler(config, storage, report)
-    scheduler.start()  # blocks; Ctrl-C ends it via KeyboardInterrupt
+    try:
+        # Catch up from the ledger before the first tick: down across Monday 07:00 and back
+        # later that morning, the week's issue goes out now, once (FAULTS P4).
+        try:
+            outcome = catch_up(config, storage, now)
+            logging.getLogger("aggregator").info("start-up catch-up: %s", outcome)
+        except (DeliveryError, RenderError, StorageError) as e:
+            # A held issue or an unreachable relay must not keep the scheduler from running:
+            # the editor is told here, and the ledger keeps what is left for the next try.
+            logging.getLogger("aggregator").error("start-up catch-up failed: %s", e)
+        scheduler = make_scheduler(config, storage, report)
+        scheduler.start()  # blocks; Ctrl-C ends it via KeyboardInterrupt
+    finally:
+        lock.release()
     return EXIT_OK
 
 
@@ -395,6 +494,23 @@ def make_parser() -> argparse.ArgumentParser:
         help="freeze the period's issue (once) and send it to every active subscriber that "
         "has not had it (delivery: in feeds.yaml)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --send: send even if a pre-send check fails (empty issue, section over its "
+        "cap, a link that is not http(s), HTML over 100 KB, no text part)",
+    )
+    p.add_argument(
+        "--to",
+        metavar="ADDRESS",
+        help="with --send: send one test copy to ADDRESS only (the ledger is not touched)",
+    )
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="write the issue's HTML and text (the frozen issue if there is one) and print "
+        "the paths and any pre-send check that would hold it",
+    )
     p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser(
@@ -436,6 +552,15 @@ def main(
     except StorageError as e:
         err.write(f"aggregator: storage: {e}\n")
         return EXIT_STORAGE
+    except SchedulerLocked as e:
+        err.write(f"aggregator: {e}\n")
+        return EXIT_LOCKED
+    except IssueHeld as e:
+        err.write(f"aggregator: issue {e.issue_number} held; nothing was sent:\n")
+        for reason in e.reasons:
+            err.write(f"aggregator: held: {reason}\n")
+        err.write("aggregator: fix the issue, or send anyway with `digest --send --force`\n")
+        return EXIT_OUTPUT
     except (RenderError, DeliveryError) as e:
         err.write(f"aggregator: output: {e}\n")
         return EXIT_OUTPUT
@@ -453,6 +578,7 @@ def main(
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_INTERRUPTED",
+    "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_OUTPUT",
     "EXIT_SOURCES",

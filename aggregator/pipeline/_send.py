@@ -11,20 +11,37 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from aggregator.deliver import (
     Outgoing,
     build_message,
+    check_issue,
     send_messages,
     write_messages,
 )
-from aggregator.exceptions import DeliveryError
-from aggregator.pipeline._outputs import digest_period, render_period
+from aggregator.digest import select_digest
+from aggregator.exceptions import DeliveryError, IssueHeld
+from aggregator.output import write_outputs
+from aggregator.pipeline._outputs import (
+    _source_maps,
+    build_digest,
+    digest_basename,
+    digest_period,
+    render_period,
+)
+from aggregator.render import make_environment, render_digest
 from aggregator.storage import StorageType
-from aggregator.types import Config, DeliverySettings, DeliveryStatus, Issue, Subscriber
+from aggregator.types import (
+    Config,
+    DeliverySettings,
+    DeliveryStatus,
+    Issue,
+    Story,
+    Subscriber,
+)
 
 MAX_ATTEMPTS = 5  # a temporary failure this many times becomes permanent
 # Wait before retrying a temporary failure: after the 1st, 2nd, 3rd... attempt (FAULTS D1).
@@ -41,6 +58,7 @@ class SendReport:
     failed_temp: int = 0
     failed_perm: int = 0
     waiting: int = 0  # temporary failures not yet due for a retry
+    skipped: int = 0  # subscribers whose sections hold no story of this issue
     files: list[Path] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)  # the whole ledger of the issue
 
@@ -79,6 +97,152 @@ def freeze_issue(
     )
 
 
+def preview_issue(
+    config: Config,
+    storage: StorageType,
+    now: datetime,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    out_dir: Path | None = None,
+) -> tuple[list[Path], Issue | None]:
+    """Write what the period's issue looks like as HTML and text; freezes nothing.
+
+    An issue already frozen for the period is written as it is (that is what subscribers get);
+    otherwise the period is rendered now, as `digest` does. Returns (paths, the frozen issue).
+    """
+    start, end = digest_period(config, now, start, end)
+    issue = storage.get_issue(start, end)
+    if issue is None:
+        return list(
+            build_digest(config, storage, now, start=start, end=end, out_dir=out_dir).paths
+        ), None
+    base = digest_basename(start, end, config.newsletter.timezone)
+    paths = write_outputs(
+        out_dir or config.output_dir, {f"{base}.html": issue.html, f"{base}.txt": issue.text}
+    )
+    return list(paths), issue
+
+
+def issue_section_counts(storage: StorageType, issue: Issue) -> dict[str, int]:
+    """How many of the frozen issue's stories each section holds (from the store)."""
+    wanted = set(issue.story_ids)
+    counts: dict[str, int] = {}
+    for story in storage.get_stories(since=issue.start, until=issue.end):
+        if story.id in wanted and story.section is not None:
+            counts[story.section] = counts.get(story.section, 0) + 1
+    return counts
+
+
+def check_before_send(config: Config, storage: StorageType, issue: Issue) -> list[str]:
+    """The pre-send checks of `issue` (see `deliver.check_issue`); [] when it may go out."""
+    settings = _settings(config)
+    return check_issue(
+        issue,
+        issue_section_counts(storage, issue),
+        min_stories=settings.min_stories,
+        max_per_section=config.digest.max_per_section,
+    )
+
+
+def send_test_copy(
+    config: Config,
+    storage: StorageType,
+    now: datetime,
+    address: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Issue, DeliveryStatus, str]:
+    """One copy of the period's issue to `address` (already validated): the ledger and the
+    subscriber list are not touched. Returns (issue, status, the relay's reply)."""
+    settings = _settings(config)
+    env = os.environ if env is None else env
+    issue, _ = freeze_issue(config, storage, now, start=start, end=end)
+    # Subscriber 0 is never stored (ids start at 1): its Message-ID and token are its own.
+    sub = Subscriber(0, address, "", "active", (), now)
+    body = build_message(issue, sub, config.newsletter, settings, now=now)
+    out = Outgoing(0, address, body)
+    if settings.mode == "files":
+        folder = config.output_dir / f"issue-{issue.number:04d}"
+        path = write_messages([out], folder)[0]
+        test_path = path.with_name("test-copy.eml")
+        path.replace(test_path)
+        return issue, "sent", f"written to {test_path}"
+    result: list[tuple[DeliveryStatus, str]] = []
+
+    def record(subscriber_id: int, status: DeliveryStatus, reply: str, attempted: bool) -> None:
+        if attempted:
+            result.append((status, reply))
+
+    send_messages([out], settings, record, env=env)
+    status, reply = result[-1] if result else ("failed_temp", "not attempted")
+    return issue, status, reply
+
+
+class PersonalIssues:
+    """The frozen issue cut down to a subscriber's chosen sections, one render per choice.
+
+    The frozen issue stays the source of truth: a personal copy is rendered from the frozen
+    issue's own stories (never a new selection), keeps its number, subject and Message-ID
+    scheme, and is rendered again identically after a crash. None: nothing to send.
+    """
+
+    def __init__(self, config: Config, storage: StorageType, issue: Issue) -> None:
+        self.config = config
+        self.storage = storage
+        self.issue = issue
+        self._stories: list[Story] | None = None
+        self._cache: dict[tuple[str, ...], Issue | None] = {}
+
+    def stories(self) -> list[Story]:
+        if self._stories is None:
+            wanted = set(self.issue.story_ids)
+            found = self.storage.get_stories(since=self.issue.start, until=self.issue.end)
+            self._stories = [s for s in found if s.id in wanted]
+        return self._stories
+
+    def for_sections(self, chosen: tuple[str, ...]) -> Issue | None:
+        if not chosen:
+            return self.issue  # every section: the frozen issue itself
+        key = tuple(sorted(set(chosen)))
+        if key not in self._cache:
+            self._cache[key] = self._render(set(key))
+        return self._cache[key]
+
+    def _render(self, chosen: set[str]) -> Issue | None:
+        config, issue = self.config, self.issue
+        sections = [s for s in config.sections if s.id in chosen]
+        stories = [s for s in self.stories() if s.section in chosen]
+        if not stories:
+            return None
+        names, urls = _source_maps(config)
+        digest = select_digest(
+            stories,
+            sections,
+            config.newsletter,
+            names,
+            start=issue.start,
+            end=issue.end,
+            now=issue.created,
+            settings=config.digest,
+        )
+        rendered = render_digest(
+            digest,
+            make_environment(config.templates_dir),
+            source_urls=urls,
+            sender=config.digest.sender,
+            teaser_chars=config.digest.teaser_chars,
+        )
+        return replace(
+            issue,
+            html=rendered.html,
+            text=rendered.text,
+            story_ids=tuple(s.id for ds in digest.sections for s in ds.stories),
+        )
+
+
 def retry_due(attempts: int, updated: datetime, now: datetime) -> bool:
     """Whether a temporary failure after `attempts` tries may be retried at `now`."""
     if attempts <= 0:
@@ -106,24 +270,41 @@ def send_issue(
     env: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] | None = None,
+    force: bool = False,
 ) -> SendReport:
     """Freeze (or reuse) the period's issue, enqueue every active subscriber, send what is due.
 
     mode: files writes one .eml per active subscriber under <output.dir>/issue-<n>/ and
     leaves the ledger alone (a dry run). `clock` gives the time recorded for each ledger row
-    (default: `now`).
+    (default: `now`). Unless `force`, the pre-send checks run first: a failed check raises
+    IssueHeld (nothing sent, the ledger untouched).
     """
     settings = _settings(config)
     env = os.environ if env is None else env
     secret = env.get(settings.unsubscribe_secret_env, "") if settings.unsubscribe_secret_env else ""
     issue, created = freeze_issue(config, storage, now, start=start, end=end)
+    if not force:
+        reasons = check_before_send(config, storage, issue)
+        if reasons:
+            raise IssueHeld(issue.number, reasons)
     report = SendReport(issue=issue, created=created)
     active = {s.id: s for s in storage.get_subscribers(status="active")}
+    personal = PersonalIssues(config, storage, issue)
 
     def message(sub: Subscriber) -> Outgoing | None:
+        mine = personal.for_sections(sub.sections)
+        if mine is None:  # none of the chosen sections has a story: no empty mail
+            if settings.mode == "smtp":
+                reply = (
+                    f"skipped: no story in the chosen sections ({', '.join(sub.sections)}) "
+                    f"of issue {issue.number}"
+                )
+                storage.set_delivery(issue.id, sub.id, "skipped", now, reply=reply)
+            report.skipped += 1
+            return None
         try:
             body = build_message(
-                issue, sub, config.newsletter, settings, now=now, unsubscribe_secret=secret
+                mine, sub, config.newsletter, settings, now=now, unsubscribe_secret=secret
             )
         except DeliveryError as e:  # this one subscriber's message: the rest go on
             if settings.mode == "smtp":

@@ -1,0 +1,125 @@
+"""Personal sections: a subscriber who chose sections gets only those (issue 6, part 3)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import load_config
+from aggregator.storage import open_storage
+from aggregator.types import Item, NewSubscriber, Placement
+from tests.smtpserver import SmtpServer
+from tests.test_deliver import END, NOW, START, ledger, send, smtp_delivery
+
+SEEN = START + timedelta(days=2)
+
+
+@pytest.fixture
+def smtp_server():
+    with SmtpServer() as server:
+        yield server
+
+
+def write_config(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "newsletter: {title: T, link: 'https://t.example.org/', description: d, "
+        "timezone: Europe/Berlin}\n"
+        "storage: {database: 'sqlite:///data/a.db'}\n"
+        "output: {dir: out}\n"
+        f"delivery: {smtp_delivery(port)}\n"
+        "sources:\n  - {id: s, name: S, url: 'http://127.0.0.1:9/feed'}\n"
+        "sections:\n"
+        "  - {id: training, title: Training, rules: [training]}\n"
+        "  - {id: match, title: Match reports, rules: [match]}\n"
+        "  - {id: kit, title: Kit, rules: [kit]}\n"
+    )
+    return path
+
+
+def item(guid: str, title: str) -> Item:
+    link = f"https://news.example.org/{guid}"
+    return Item(
+        source_id="s", guid=guid, url=link, link=link, title=title, title_key=title.lower(),
+        summary_html=f"<p>{title}</p>", summary_text=title, published=SEEN,
+    )  # fmt: skip
+
+
+def seed(config) -> None:
+    storage = open_storage(config.database, NOW)
+    try:
+        with storage.transaction() as tx:
+            for guid, title, section in [
+                ("t1", "Training drill one", "training"),
+                ("t2", "Training drill two", "training"),
+                ("m1", "Match report alpha", "match"),
+            ]:
+                story = tx.add_story(SEEN)
+                tx.add_item(item(guid, title), story, Placement(section, 1.0), SEEN)
+        storage.add_subscribers(
+            [
+                NewSubscriber("all@example.org"),
+                NewSubscriber("match@example.org", sections=("match",)),
+                NewSubscriber("both@example.org", sections=("match", "training")),
+                NewSubscriber("kit@example.org", sections=("kit",)),
+            ],
+            NOW,
+        )
+    finally:
+        storage.close()
+
+
+def html_of(server, address: str) -> str:
+    [msg] = [m for m in server.mailbox.parsed() if m["To"] == address]
+    part = msg.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def text_of(server, address: str) -> str:
+    [msg] = [m for m in server.mailbox.parsed() if m["To"] == address]
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def test_each_subscriber_gets_only_their_sections(tmp_path, smtp_server):
+    config = load_config(write_config(tmp_path, smtp_server.port))
+    seed(config)
+    report = send(config)
+    assert len(report.issue.story_ids) == 3
+    assert (report.sent, report.skipped, report.failed) == (3, 1, 0)
+    titles = ("Training drill one", "Training drill two", "Match report alpha")
+
+    everything = html_of(smtp_server, "all@example.org")
+    # no choice: the frozen issue itself (the mail uses CRLF line ends)
+    assert everything.replace("\r\n", "\n").strip() == report.issue.html.strip()
+    match = html_of(smtp_server, "match@example.org")
+    assert "Match report alpha" in match and "Training drill" not in match
+    assert "Training drill" not in text_of(smtp_server, "match@example.org")
+    both = html_of(smtp_server, "both@example.org")
+    assert all(t in both for t in titles)
+    assert smtp_server.mailbox.copies() == {
+        "all@example.org": 1,
+        "match@example.org": 1,
+        "both@example.org": 1,
+    }
+
+    rows = ledger(config)
+    assert rows["kit@example.org"].status == "skipped"
+    assert "no story in the chosen sections (kit)" in rows["kit@example.org"].reply
+    # a rerun sends nothing: skipped is final, like sent
+    again = send(config, NOW + timedelta(hours=1))
+    assert (again.sent, again.skipped) == (0, 0)
+    assert len(smtp_server.mailbox.messages) == 3
+
+
+def test_personal_copy_keeps_subject_and_a_stable_message_id(tmp_path, smtp_server):
+    config = load_config(write_config(tmp_path, smtp_server.port))
+    seed(config)
+    report = send(config)
+    msgs = {m["To"]: m for m in smtp_server.mailbox.parsed()}
+    assert msgs["match@example.org"]["Subject"] == report.issue.subject
+    assert report.issue.end == END and isinstance(report.issue.created, datetime)
