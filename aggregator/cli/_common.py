@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from aggregator.storage import StorageType, open_storage
@@ -51,3 +53,17 @@ def parse_time(value: str, timezone: str, now: datetime) -> datetime:
 
 def open_store(config: Config, now: datetime) -> StorageType:
     return open_storage(config.database, now)
+
+
+def write_export(text: str, path: Path | None, summary: str, out: TextIO, err: TextIO) -> int:
+    """An export to standard output (no path, or "-") or to a file, with a one-line summary."""
+    if path is None or str(path) == "-":
+        out.write(text)
+        return EXIT_OK
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        err.write(f"aggregator: output: cannot write {path}: {e.strerror or e}\n")
+        return EXIT_OUTPUT
+    out.write(f"{summary} to {path}\n")
+    return EXIT_OK

@@ -21,6 +21,7 @@ from aggregator.cli._common import (
     EXIT_SOURCES,
     UsageError,
     open_store,
+    write_export,
 )
 from aggregator.exceptions import (
     ConfigError,
@@ -257,16 +258,7 @@ def cmd_sources_add(args: argparse.Namespace, config: Config, out: TextIO, err: 
 
 def cmd_sources_export(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
     text = render_opml(config.sources, config.newsletter.title, datetime.now(UTC))
-    if args.out is None:
-        out.write(text)
-        return EXIT_OK
-    try:
-        args.out.write_text(text, encoding="utf-8")
-    except OSError as e:
-        err.write(f"aggregator: output: cannot write {args.out}: {e.strerror or e}\n")
-        return EXIT_OUTPUT
-    out.write(f"{len(config.sources)} sources written to {args.out}\n")
-    return EXIT_OK
+    return write_export(text, args.out, f"{len(config.sources)} sources written", out, err)
 
 
 def _section_for(config: Config, sub: Subscription, default: str | None) -> str | None:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aggregator._mail import clean_header
-from aggregator.cli._common import EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, UsageError, open_store
+from aggregator.cli._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    open_store,
+    write_export,
+)
 from aggregator.subscribers import (
     SubscriberError,
     normalize_address,
@@ -141,15 +147,7 @@ def cmd_subscribers_export(
     finally:
         storage.close()
     text = write_subscriber_csv(subs)
-    if args.file is None or str(args.file) == "-":
-        out.write(text)
-        return EXIT_OK
-    try:
-        args.file.write_text(text, encoding="utf-8")
-    except OSError as e:
-        err.write(f"aggregator: cannot write {args.file}: {e}\n")
-        return EXIT_OUTPUT
-    out.write(f"exported {len(subs)} subscribers to {args.file}\n")
+    return write_export(text, args.file, f"exported {len(subs)} subscribers", out, err)
     return EXIT_OK
 
 
