@@ -27,7 +27,8 @@ from aggregator.exceptions import AggregatorError
 from aggregator.types import Source, SourceKind
 
 MAX_OPML_BYTES = 5 * 1024 * 1024
-NS = "https://github.com/aggregator/opml"  # our own attributes: id, kind, section
+# Our own attributes (id, kind, section); a URN, since no document lives at a URL for them.
+NS = "urn:aggregator:opml"
 _A = f"{{{NS}}}"
 
 
