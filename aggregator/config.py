@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import cast, get_args
+from typing import TypeVar, cast, get_args
 
 import soupsieve
 import yaml
@@ -108,6 +109,19 @@ def load_config(path: Path | str) -> Config:
     if reader.problems or config is None:
         raise ConfigError(reader.sorted_problems())
     return config
+
+
+T = TypeVar("T")
+
+
+def _all_or_none(
+    items: list[yaml.Node], path: str, read: Callable[[yaml.Node, str], T | None]
+) -> tuple[T, ...] | None:
+    """Read every item of a sequence (each reporting its own problems); None if any failed."""
+    values = [read(item, join(path, i)) for i, item in enumerate(items)]
+    if any(v is None for v in values):
+        return None
+    return tuple(cast(list[T], values))
 
 
 class _ConfigBuilder:
@@ -305,12 +319,7 @@ class _ConfigBuilder:
         if len(items) > 5:
             self.r.add(node, path, f"at most 5 retries, got {len(items)}")
             return None
-        delays = [
-            self.r.number(item, join(path, i), low=0, high=300) for i, item in enumerate(items)
-        ]
-        if any(d is None for d in delays):
-            return None
-        return tuple(cast(list[float], delays))
+        return _all_or_none(items, path, lambda item, at: self.r.number(item, at, low=0, high=300))
 
     def schedule(self, node: yaml.Node) -> Schedule | None:
         r, p = self.r, "schedule"
@@ -545,10 +554,7 @@ class _ConfigBuilder:
     def terms(self, node: yaml.Node, path: str) -> tuple[Rule, ...] | None:
         """Rule terms: `a phrase` (weight 1), {term: ..., weight: 2}, {regex: ..., weight: 1.5}."""
         items = self.r.sequence(node, path)
-        if items is None:
-            return None
-        rules = [self.term(item, join(path, i)) for i, item in enumerate(items)]
-        return None if any(x is None for x in rules) else tuple(cast(list[Rule], rules))
+        return None if items is None else _all_or_none(items, path, self.term)
 
     def term(self, node: yaml.Node, path: str) -> Rule | None:
         r = self.r
@@ -574,10 +580,7 @@ class _ConfigBuilder:
 
     def phrases(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
         items = self.r.sequence(node, path)
-        if items is None:
-            return None
-        out = [self.phrase(item, join(path, i)) for i, item in enumerate(items)]
-        return None if any(x is None for x in out) else tuple(cast(list[str], out))
+        return None if items is None else _all_or_none(items, path, self.phrase)
 
     def phrase(self, node: yaml.Node, path: str) -> str | None:
         text = self.r.string(node, path, max_len=200)

@@ -90,3 +90,14 @@ def http_server():
 
     with Server(CORPUS if CORPUS.is_dir() else None) as server:
         yield server
+
+
+# --- a real SMTP server -------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    from tests.smtpserver import SmtpServer
+
+    with SmtpServer() as server:
+        yield server

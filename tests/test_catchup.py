@@ -16,19 +16,12 @@ from aggregator.exceptions import SchedulerLocked
 from aggregator.scheduler import SchedulerLock, catch_up, digest_due, digest_job
 from aggregator.storage import open_storage
 from aggregator.types import NewSubscriber
-from tests.smtpserver import SmtpServer
 from tests.test_cli import run
 from tests.test_deliver import smtp_delivery, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DUE = datetime(2026, 11, 30, 7, 0, tzinfo=BERLIN)  # Monday 07:00, the week Nov 23-29 is due
 ADDRESSES = ["a@example.org", "b@example.org", "c@example.org"]
-
-
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
 
 
 def setup(tmp_path, port, extra_delivery=""):

@@ -22,13 +22,10 @@ NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 START, END = datetime(2026, 11, 22, 23, 0, tzinfo=UTC), datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
+SECTIONS = "  - {id: training, title: Training, rules: [training]}\n"
 
 
-def write_config(tmp_path: Path, delivery: str) -> Path:
+def write_config(tmp_path: Path, delivery: str, sections: str = SECTIONS) -> Path:
     path = tmp_path / "feeds.yaml"
     path.write_text(
         "newsletter: {title: T, link: 'https://t.example.org/', description: d, "
@@ -37,7 +34,7 @@ def write_config(tmp_path: Path, delivery: str) -> Path:
         "output: {dir: out}\n"
         f"delivery: {delivery}\n"
         "sources:\n  - {id: s, name: S, url: 'http://127.0.0.1:9/feed'}\n"
-        "sections:\n  - {id: training, title: Training, rules: [training]}\n"
+        "sections:\n" + sections
     )
     return path
 

@@ -5,38 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from aggregator.config import load_config
 from aggregator.storage import open_storage
 from aggregator.types import Item, NewSubscriber, Placement
-from tests.smtpserver import SmtpServer
 from tests.test_deliver import END, NOW, START, ledger, send, smtp_delivery
+from tests.test_deliver import write_config as deliver_config
 
 SEEN = START + timedelta(days=2)
 
 
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
-
-
 def write_config(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "feeds.yaml"
-    path.write_text(
-        "newsletter: {title: T, link: 'https://t.example.org/', description: d, "
-        "timezone: Europe/Berlin}\n"
-        "storage: {database: 'sqlite:///data/a.db'}\n"
-        "output: {dir: out}\n"
-        f"delivery: {smtp_delivery(port)}\n"
-        "sources:\n  - {id: s, name: S, url: 'http://127.0.0.1:9/feed'}\n"
-        "sections:\n"
+    sections = (
         "  - {id: training, title: Training, rules: [training]}\n"
         "  - {id: match, title: Match reports, rules: [match]}\n"
         "  - {id: kit, title: Kit, rules: [kit]}\n"
     )
-    return path
+    return deliver_config(tmp_path, smtp_delivery(port), sections)
 
 
 def item(guid: str, title: str) -> Item:

@@ -36,14 +36,6 @@ def check(i: Issue, counts: dict[str, int] | None = None, min_stories: int = 1) 
     return check_issue(i, counts or {}, min_stories=min_stories, max_per_section=20)
 
 
-@pytest.fixture
-def smtp_server():
-    from tests.smtpserver import SmtpServer
-
-    with SmtpServer() as server:
-        yield server
-
-
 def test_a_good_issue_passes():
     assert check(issue(), {"a": 20, "b": 1}) == []
 
