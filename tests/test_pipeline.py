@@ -226,10 +226,11 @@ def test_digest_and_feed_from_stored_items(tmp_path, http_server, storage):
     feed_path = pipeline.build_feed(config, storage, monday_after)
     parsed = feedparser.parse(feed_path.read_bytes())
     assert not parsed.bozo
-    assert [e.title for e in parsed.entries] == [
-        "Officers train in de-escalation tactics",
+    # Both stories share a date, so their order is not specified; the off-topic one is absent.
+    assert sorted(e.title for e in parsed.entries) == [
         "City council passes use of force policy bill",
-    ] or len(parsed.entries) == 2
+        "Officers train in de-escalation tactics",
+    ]
     assert {e.tags[0].term for e in parsed.entries} == {
         "Training & Tactics",
         "Policy & Legislation",
