@@ -25,12 +25,15 @@ from typing import TypeVar, cast, get_args
 import soupsieve
 import yaml
 
+from aggregator._labelled import parse_examples  # issue 5
 from aggregator._mail import parse_mailbox
 from aggregator._yaml_nodes import NodeReader, join, suggest
 from aggregator.exceptions import ConfigError, ConfigProblem
 from aggregator.types import (
     DEFAULT_MAX_BYTES,
     DEFAULT_SMTP_PORTS,
+    ClassifySettings,
+    ClusterSettings,
     Config,
     DeliverySettings,
     DigestSettings,
@@ -44,6 +47,7 @@ from aggregator.types import (
     Source,
     SourceKind,
     Topic,
+    WebSettings,
 )
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -55,17 +59,22 @@ _BAD_STAR_RE = re.compile(r"\*(?=[\w*])|(?<!\w)\*")
 _TOP_KEYS = (
     "newsletter", "storage", "output", "fetch", "schedule", "digest", "topic", "sources",
     "sections", "delivery",
+    "web",  # issue 7
+    "classify",  # issue 5
+    "clustering",  # issue 4
 )  # fmt: skip
 _DELIVERY_KEYS = (
     "mode", "from", "reply_to", "smtp", "rate_per_minute", "timeout", "unsubscribe_secret_env",
     "min_stories", "max_lateness_hours",
 )  # fmt: skip
 _SMTP_KEYS = ("host", "port", "security", "username_env", "password_env")
+_WEB_KEYS = ("confirm_hours", "per_address_per_day", "per_client_per_hour", "max_body_bytes")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _TOP_REQUIRED = ("newsletter", "storage", "output", "sources", "sections")
 _SOURCE_KEYS = (
     "id", "name", "url", "kind", "interval", "section", "max_bytes", "allow_private_network",
     "selectors",
+    "weight",  # issue 4
 )  # fmt: skip
 _SECTION_KEYS = ("id", "title", "description", "min_score", "rules", "exclude")
 _FETCH_KEYS = (
@@ -74,6 +83,12 @@ _FETCH_KEYS = (
     "max_header_bytes", "parse_timeout", "parse_memory_mb", "parse_workers",
 )  # fmt: skip
 _SELECTOR_KEYS = ("item", "title", "link", "summary", "date")
+_CLASSIFY_KEYS = ("examples", "model", "review_below", "use_corrections")  # issue 5
+_CLASSIFY_MODELS = ("auto", "tfidf", "embeddings", "rules")  # issue 5
+_CLUSTERING_KEYS = (  # issue 4
+    "enabled", "window_days", "threshold", "semantic", "semantic_threshold", "top_stories",
+    "half_life_hours", "outlet_bonus",
+)  # fmt: skip
 
 # Minutes. A source polled more often than every 5 minutes is abusive; weekly is the slowest
 # that still makes sense for a weekly digest.
@@ -153,11 +168,20 @@ class _ConfigBuilder:
         delivery = self.delivery(top["delivery"]) if "delivery" in top else None
         if "delivery" in top and delivery is None and not r.problems:
             r.add(top["delivery"], "delivery", "invalid delivery settings")
+        web = self.web(top["web"]) if "web" in top else WebSettings()  # issue 7
+        # issue 5: the learned layer of the classifier
+        classify = self.classify(top["classify"]) if "classify" in top else ClassifySettings()
+        # issue 4: story clustering and ranking
+        clustering = self.clustering(top["clustering"]) if "clustering" in top else None
+        if "clustering" in top and clustering is None and not r.problems:
+            r.add(top["clustering"], "clustering", "invalid clustering settings")
         section_ids: dict[str, int] | None = None
         sections: tuple[Section, ...] | None = None
         if "sections" in top:
             sections, section_ids = self.sections(top["sections"])
         sources = self.sources(top["sources"], section_ids) if "sources" in top else None
+        if classify is not None and section_ids is not None:  # issue 5
+            self.check_examples(classify, top.get("classify", root), section_ids)
         if sources is not None and schedule is not None:
             # A source without its own `interval` is polled every `schedule.fetch_interval`.
             sources = tuple(
@@ -168,7 +192,7 @@ class _ConfigBuilder:
             )
 
         parts = (newsletter, database, output, fetch, schedule, digest, topic, sections, sources)
-        if r.problems or any(p is None for p in parts):
+        if r.problems or any(p is None for p in parts) or web is None or classify is None:
             return None
         assert newsletter and database and output and sections and sources
         assert fetch and schedule and digest and topic
@@ -185,6 +209,9 @@ class _ConfigBuilder:
             schedule=schedule,
             digest=digest,
             delivery=delivery,
+            web=web,
+            classify=classify,  # issue 5
+            clustering=clustering or ClusterSettings(),  # issue 4
         )
 
     # --- newsletter, storage, output ------------------------------------------------------
@@ -394,6 +421,48 @@ class _ConfigBuilder:
             return None
         return DigestSettings(**values)  # type: ignore[arg-type]
 
+    # --- clustering (issue 4) -------------------------------------------------------------
+
+    def clustering(self, node: yaml.Node) -> ClusterSettings | None:
+        r, p = self.r, "clustering"
+        m = r.mapping(node, p, keys=_CLUSTERING_KEYS)
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        if "enabled" in m:
+            values["enabled"] = r.boolean(m["enabled"], join(p, "enabled"))
+        if "window_days" in m:
+            values["window_days"] = r.integer(
+                m["window_days"], join(p, "window_days"), low=1, high=90
+            )
+        if "top_stories" in m:
+            values["top_stories"] = r.integer(
+                m["top_stories"], join(p, "top_stories"), low=0, high=50
+            )
+        numbers = {
+            "threshold": (0.0, 2.0),
+            "semantic_threshold": (0.0, 1.0),
+            "half_life_hours": (1.0, 24.0 * 365),
+            "outlet_bonus": (0.0, 10.0),
+        }
+        for key, (low, high) in numbers.items():
+            if key in m:
+                values[key] = r.number(m[key], join(p, key), low=low, high=high)
+        if "semantic" in m:
+            mode = r.string(m["semantic"], join(p, "semantic"))
+            modes = ("auto", "on", "off")
+            if mode is not None and mode not in modes:
+                r.add(
+                    m["semantic"],
+                    join(p, "semantic"),
+                    f"unknown value '{mode}'{suggest(mode, modes)} (one of {', '.join(modes)})",
+                )
+                mode = None
+            values["semantic"] = mode
+        if any(v is None for v in values.values()):
+            return None
+        return ClusterSettings(**values)  # type: ignore[arg-type]
+
     # --- delivery ------------------------------------------------------------------------
 
     def delivery(self, node: yaml.Node) -> DeliverySettings | None:
@@ -445,6 +514,87 @@ class _ConfigBuilder:
             smtp=smtp,
             **values,  # type: ignore[arg-type]
         )
+
+    # --- classify (issue 5) ---------------------------------------------------------------
+
+    def classify(self, node: yaml.Node) -> ClassifySettings | None:
+        """Labelled example files (paths relative to feeds.yaml), the model, review threshold.
+
+        A missing example file is not an error here: `aggregator check` warns and the
+        classifier does without it (the shared seed file is absent from a plain clone).
+        """
+        r, p = self.r, "classify"
+        m = r.mapping(node, p, keys=_CLASSIFY_KEYS)
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        if "examples" in m:
+            items = r.sequence(m["examples"], join(p, "examples"))
+            paths = (
+                None
+                if items is None
+                else _all_or_none(items, join(p, "examples"), lambda n, q: r.string(n, q))
+            )
+            values["examples"] = None if paths is None else tuple(self.local_path(x) for x in paths)
+        if "model" in m:
+            model = r.string(m["model"], join(p, "model"))
+            if model is not None and model not in _CLASSIFY_MODELS:
+                hint = suggest(model, _CLASSIFY_MODELS)
+                choices = ", ".join(_CLASSIFY_MODELS)
+                r.add(m["model"], join(p, "model"), f"unknown model '{model}'{hint} ({choices})")
+                model = None
+            values["model"] = model
+        if "review_below" in m:
+            values["review_below"] = r.number(
+                m["review_below"], join(p, "review_below"), low=0, high=1
+            )
+        if "use_corrections" in m:
+            values["use_corrections"] = r.boolean(m["use_corrections"], join(p, "use_corrections"))
+        if any(v is None for v in values.values()):
+            return None
+        return ClassifySettings(**values)  # type: ignore[arg-type]
+
+    def check_examples(
+        self, settings: ClassifySettings, node: yaml.Node, section_ids: dict[str, int]
+    ) -> None:
+        """Every example file that exists must parse, with known section ids (issue 5)."""
+        for i, path in enumerate(settings.examples):
+            if not path.is_file():
+                continue  # `aggregator check` warns; the classifier does without it
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                self.r.add(node, join("classify.examples", i), f"cannot read {path}: {e}")
+                continue
+            try:
+                parse_examples(text, str(path), section_ids)
+            except ConfigError as e:
+                self.r.problems.extend(e.problems)
+
+    # --- web (issue 7) ----------------------------------------------------------------------
+
+    def web(self, node: yaml.Node) -> WebSettings | None:
+        r, p = self.r, "web"
+        m = r.mapping(node, p, keys=_WEB_KEYS)
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        if "confirm_hours" in m:
+            values["confirm_hours"] = r.number(
+                m["confirm_hours"], join(p, "confirm_hours"), low=0.25, high=24 * 30
+            )
+        for key, high in (("per_address_per_day", 100), ("per_client_per_hour", 10_000)):
+            if key in m:
+                values[key] = r.integer(m[key], join(p, key), low=1, high=high)
+        if "max_body_bytes" in m:
+            values["max_body_bytes"] = r.integer(
+                m["max_body_bytes"], join(p, "max_body_bytes"), low=1024, high=10 * 1024 * 1024
+            )
+        if None in values.values():
+            return None
+        return WebSettings(**values)  # type: ignore[arg-type]
+
+    # --- end web (issue 7) ------------------------------------------------------------------
 
     def mailbox(self, node: yaml.Node, path: str) -> str | None:
         raw = self.r.string(node, path, max_len=300)
@@ -509,14 +659,19 @@ class _ConfigBuilder:
     # --- topic, sections, rule terms ------------------------------------------------------
 
     def topic(self, node: yaml.Node) -> Topic | None:
-        m = self.r.mapping(node, "topic", keys=("include", "exclude"))
+        m = self.r.mapping(node, "topic", keys=("include", "exclude", "description"))
         if m is None:
             return None
         include = self.terms(m["include"], "topic.include") if "include" in m else ()
         exclude = self.phrases(m["exclude"], "topic.exclude") if "exclude" in m else ()
-        if include is None or exclude is None:
+        description: str | None = ""  # issue 5: what the learned relevance gate starts from
+        if "description" in m:
+            description = self.r.string(
+                m["description"], "topic.description", single_line=False, max_len=2000
+            )
+        if include is None or exclude is None or description is None:
             return None
-        return Topic(include=include, exclude=exclude)
+        return Topic(include=include, exclude=exclude, description=description.strip())
 
     def sections(self, node: yaml.Node) -> tuple[tuple[Section, ...] | None, dict[str, int] | None]:
         items = self.r.sequence(node, "sections")
@@ -652,6 +807,8 @@ class _ConfigBuilder:
             values["allow_private_network"] = r.boolean(
                 m["allow_private_network"], p + ".allow_private_network"
             )
+        if "weight" in m:  # issue 4: lead choice and ranking
+            values["weight"] = r.number(m["weight"], join(p, "weight"), low=0.0, high=100.0)
         if "selectors" in m:
             values["selectors"] = self.selectors(m["selectors"], join(p, "selectors"))
             if values.get("kind") == "feed":

@@ -7,7 +7,7 @@ Imports only `types`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -44,11 +44,16 @@ def select_digest(
     end: datetime,
     now: datetime,
     settings: DigestSettings,
+    rank: Callable[[Sequence[Story]], list[Story]] | None = None,
+    top_count: int = 0,
 ) -> Digest:
-    """Group the period's stories by section (config order), newest first.
+    """Group the period's stories by section (config order), newest first, or in the order
+    `rank` gives (the ranking stage's score, see `aggregator.rank`).
 
     Stories first seen outside [start, end) and off-topic stories (no section) stay out.
     Each section shows at most `settings.max_per_section`; the rest are counted in `more`.
+    With `rank` and `top_count`, `Digest.top` holds the `top_count` best stories of the
+    period across sections ("Top stories"); they stay in their sections too.
     """
     by_section: dict[str, list[Story]] = {s.id: [] for s in sections}
     for story in stories:
@@ -58,7 +63,10 @@ def select_digest(
             by_section[story.section].append(story)
     digest_sections = []
     for section in sections:
-        chosen = sorted(by_section[section.id], key=story_time, reverse=True)
+        if rank is not None:
+            chosen = rank(by_section[section.id])
+        else:
+            chosen = sorted(by_section[section.id], key=story_time, reverse=True)
         cap = settings.max_per_section
         digest_sections.append(
             DigestSection(
@@ -74,7 +82,19 @@ def select_digest(
         sections=tuple(s for s in digest_sections if s.stories),
         source_names=tuple(sorted(source_names.items())),
         generated_at=now,
+        top=_top(digest_sections, rank, top_count),
     )
+
+
+def _top(
+    sections: Sequence[DigestSection],
+    rank: Callable[[Sequence[Story]], list[Story]] | None,
+    count: int,
+) -> tuple[Story, ...]:
+    if rank is None or count <= 0:
+        return ()
+    shown = [story for ds in sections for story in ds.stories]
+    return tuple(rank(shown)[:count])
 
 
 def latest_stories(stories: Sequence[Story], limit: int) -> list[Story]:

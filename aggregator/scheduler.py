@@ -97,8 +97,20 @@ def fetch_job(config: Config, storage: StorageType, report: Callable[[SourceResu
             report(result)
         if any(r.new_items for r in results):
             pipeline.build_feed(config, storage, now)
+        failed = sum(1 for r in results if not r.ok)
+        _note_run(storage, "fetch", now, True, f"{len(results)} sources, {failed} failed")
     except AggregatorError as e:  # a storage or render failure: log it, try again next tick
         log.error("fetch job failed: %s", e)
+        _note_run(storage, "fetch", now, False, str(e))
+
+
+def _note_run(storage: StorageType, job: str, now: datetime, ok: bool, detail: str) -> None:
+    # web (issue 7): /healthz shows each job's last run; a store that cannot take the note
+    # must not stop the job.
+    try:
+        pipeline.record_job_run(storage, job, now, ok=ok, detail=detail)
+    except AggregatorError as e:
+        log.error("cannot record the %s job's run: %s", job, e)
 
 
 def digest_due(config: Config, now: datetime) -> tuple[datetime, datetime, datetime]:
@@ -151,12 +163,16 @@ def digest_job(config: Config, storage: StorageType, now: datetime | None = None
     now = datetime.now(UTC) if now is None else now
     try:
         if config.delivery is not None:
-            log.info("digest job: %s", catch_up(config, storage, now))
+            outcome = catch_up(config, storage, now)
+            log.info("digest job: %s", outcome)
+            _note_run(storage, "digest", now, True, outcome)
             return
         files = pipeline.build_digest(config, storage, now)
         log.info("digest written: %s", ", ".join(str(p) for p in files.paths))
+        _note_run(storage, "digest", now, True, f"{len(files.paths)} files written")
     except AggregatorError as e:
         log.error("digest job failed: %s", e)
+        _note_run(storage, "digest", now, False, str(e))
 
 
 # --- one scheduler per database ---------------------------------------------------------

@@ -1,6 +1,8 @@
-"""The subscribers stage (pure): addresses checked and normalized, CSV rows in and out.
+"""The subscribers stage (pure): addresses checked and normalized, CSV rows in and out,
+and the double opt-in's signed, expiring confirmation tokens and message.
 
     "Ann <Ann@Example.ORG>" -> ("Ann@example.org", "Ann");   CSV text <-> NewSubscriber rows
+    (id, address, expiry, secret) -> confirmation token -> checked against `now`
 
 Imports only `types`, `exceptions` and the `_mail` helper; never storage, pipeline or cli.
 """
@@ -8,11 +10,15 @@ Imports only `types`, `exceptions` and the `_mail` helper; never storage, pipeli
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 from collections.abc import Sequence
 from datetime import datetime
-from email.headerregistry import AddressHeader
+from email.headerregistry import Address, AddressHeader
+from email.message import EmailMessage
 from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
 
 from aggregator._mail import clean_header, parse_mailbox
 from aggregator.exceptions import AggregatorError
@@ -121,3 +127,101 @@ def write_subscriber_csv(subscribers: Sequence[Subscriber]) -> str:
             [s.address, s.name, s.status, " ".join(s.sections), iso(s.created), iso(s.confirmed)]
         )
     return buf.getvalue()
+
+
+# --- double opt-in (issue 7) ---------------------------------------------------------------
+
+CONFIRM_PREFIX = "c1"  # a new token format gets a new prefix; old links then fail cleanly
+MAX_TOKEN_CHARS = 200  # far over any token we make; longer ones are refused unread
+
+
+def _confirm_mac(subscriber_id: int, address: str, expires: int, secret: str) -> str:
+    # "confirm" keeps these MACs apart from unsubscribe tokens (deliver.unsubscribe_token MACs
+    # the bare id), so one can never stand in for the other; the address binds the link to the
+    # address it was sent to.
+    message = f"confirm\n{subscriber_id}\n{address_key(address)}\n{expires}".encode()
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()[:32]
+
+
+def confirm_token(subscriber_id: int, address: str, expires: datetime, secret: str) -> str:
+    """`c1.<id>.<expiry, unix seconds>.<HMAC>`: signed, expiring, bound to the address."""
+    if not secret:
+        raise SubscriberError("no signing secret: cannot make a confirmation link")
+    stamp = int(expires.timestamp())
+    mac = _confirm_mac(subscriber_id, address, stamp, secret)
+    return f"{CONFIRM_PREFIX}.{subscriber_id}.{stamp}.{mac}"
+
+
+def confirm_token_subscriber(token: str) -> int | None:
+    """The subscriber id a confirmation token names (unverified: check it with
+    `check_confirm_token` against that subscriber's address), or None if it is malformed.
+    Non-ASCII and overlong tokens are malformed (hmac.compare_digest raises TypeError on
+    non-ASCII str)."""
+    if not token.isascii() or len(token) > MAX_TOKEN_CHARS:
+        return None
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != CONFIRM_PREFIX:
+        return None
+    if not (parts[1].isascii() and parts[1].isdigit() and len(parts[1]) <= 12):
+        return None
+    if not (parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 12):
+        return None
+    return int(parts[1])
+
+
+def check_confirm_token(token: str, address: str, secret: str, now: datetime) -> str | None:
+    """None if `token` is a valid, unexpired confirmation of `address`; else why not."""
+    subscriber_id = confirm_token_subscriber(token)
+    if subscriber_id is None or not secret:
+        return "malformed"
+    stamp = int(token.split(".")[2])
+    expected = _confirm_mac(subscriber_id, address, stamp, secret)
+    if not hmac.compare_digest(expected, token.split(".")[3]):
+        return "forged"
+    if now.timestamp() >= stamp:
+        return "expired"
+    return None
+
+
+def mask_address(address: str) -> str:
+    """ann@example.org -> a**@example.org: enough for its owner to recognise, not to harvest."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}{'*' * min(max(len(local) - 1, 2), 8)}@{domain}"
+
+
+def build_confirmation_message(
+    address: str,
+    confirm_url: str,
+    *,
+    newsletter_title: str,
+    sender: str,
+    now: datetime,
+    hours: float,
+) -> bytes:
+    """The plain-text "please confirm" message. It names no other subscriber and carries no
+    tracking: one link, the lifetime of that link, and what to do if it was not you."""
+    from_ = parse_mailbox(sender)
+    if from_ is None:
+        raise SubscriberError(f"delivery.from {sender!r} is not one mail address")
+    local, _, domain = address.rpartition("@")
+    title = clean_header(newsletter_title, 120)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = from_
+    msg["To"] = Address(username=local, domain=domain)
+    msg["Subject"] = clean_header(f"Confirm your subscription to {title}")
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid("confirm", from_.domain or None)
+    msg["Auto-Submitted"] = "auto-generated"
+    lifetime = f"{hours:g} hours"
+    msg.set_content(
+        f"Someone, hopefully you, asked to subscribe {address} to {title}.\n\n"
+        f"To confirm, open this link within {lifetime} and press the button:\n\n"
+        f"  {confirm_url}\n\n"
+        "If it was not you, ignore this message: nothing is sent to you unless you confirm.\n",
+        charset="utf-8",
+        cte="quoted-printable",
+    )
+    return msg.as_bytes()
+
+
+# --- end double opt-in (issue 7) -----------------------------------------------------------

@@ -54,6 +54,7 @@ class Source:
     selectors: Selectors | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
     allow_private_network: bool = False
+    weight: float = 1.0  # clustering (issue 4): lead choice and ranking
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,46 @@ class Topic:
 
     include: tuple[Rule, ...] = ()
     exclude: tuple[str, ...] = ()
+    description: str = ""  # classification (issue 5): what the newsletter is about
+
+
+# --- classification (issue 5) ---------------------------------------------------------------
+
+ClassifyModel = Literal["auto", "tfidf", "embeddings", "rules"]
+DEFAULT_REVIEW_BELOW = 0.3  # confidence under which an item is listed by `aggregator review`
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A labelled text for the learned layer: `section` None means off-topic."""
+
+    text: str
+    section: str | None
+    also: tuple[str, ...] = ()  # other sections an editor would accept
+    origin: str = ""  # where it came from: "file.yaml:12", "correction of item 7"
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifySettings:
+    """feeds.yaml `classify:`: labelled example files, the model, the review threshold."""
+
+    examples: tuple[Path, ...] = ()
+    model: ClassifyModel = "auto"
+    review_below: float = DEFAULT_REVIEW_BELOW
+    use_corrections: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """An editor's decision about a stored item: pinned to a section, or off-topic (None)."""
+
+    item_id: int
+    section: str | None
+    created: datetime
+    text: str = ""  # the item's title and teaser when corrected: the exported example
+
+
+# --- end classification (issue 5) -------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +201,82 @@ class DeliverySettings:
     max_lateness_hours: float = 24.0
 
 
+# --- the newsletter on the web (issue 7) -----------------------------------------------------
+
+DEFAULT_CONFIRM_HOURS = 48.0  # a subscription's confirmation link expires after this
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """feeds.yaml `web:`: `aggregator serve` and `publish`. The site lives at newsletter.link;
+    tokens are signed with the secret in delivery.unsubscribe_secret_env."""
+
+    confirm_hours: float = DEFAULT_CONFIRM_HOURS
+    per_address_per_day: int = 3  # confirmation messages to one address in 24 h
+    per_client_per_hour: int = 20  # subscribe requests from one client address in 1 h
+    max_body_bytes: int = 16 * 1024  # larger request bodies get 413
+
+
+WebEventKind = Literal["address", "client"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """The last run of a scheduler job (`fetch`, `digest`), for /healthz."""
+
+    job: str
+    last_run: datetime
+    ok: bool
+    detail: str = ""
+
+
+# --- end web (issue 7) -----------------------------------------------------------------------
+
+
+# --- story clustering and ranking (issue 4) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """feeds.yaml `clustering:`: cross-source story clustering and the digest's ranking."""
+
+    enabled: bool = True
+    window_days: int = 14  # a new item meets the stories of the last N days
+    threshold: float = 0.2  # lexical score at which an item joins a story
+    semantic: Literal["auto", "on", "off"] = "auto"  # sentence embeddings when installed
+    semantic_threshold: float = 0.8  # cosine at which the semantic signal may join
+    top_stories: int = 5  # "Top stories" at the head of the digest; 0: none
+    half_life_hours: float = 72.0  # ranking: a story's recency weight halves every N hours
+    outlet_bonus: float = 0.5  # ranking: each further outlet adds this share
+
+
+@dataclass(frozen=True, slots=True)
+class StoryLink:
+    """Why an item is in its story: the signal and score of the merge (or `lead`)."""
+
+    item_id: int
+    story_id: int
+    signal: str  # lead, url, title, lexical, semantic, editor
+    score: float
+    matched_item_id: int | None = None
+    detail: str = ""  # JSON: the evidence (shared names, numbers, words ...)
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryOverride:
+    """An editor's decision that survives re-clustering: two items together or apart."""
+
+    id: int
+    kind: Literal["together", "apart"]
+    item_a: int
+    item_b: int
+    created: datetime
+
+
+# --- end story clustering (issue 4) ----------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
@@ -174,6 +291,9 @@ class Config:
     schedule: Schedule = field(default_factory=Schedule)
     digest: DigestSettings = field(default_factory=DigestSettings)
     delivery: DeliverySettings | None = None
+    classify: ClassifySettings = field(default_factory=ClassifySettings)  # issue 5
+    web: WebSettings = field(default_factory=WebSettings)  # issue 7
+    clustering: ClusterSettings = field(default_factory=ClusterSettings)  # issue 4
 
     def source(self, source_id: str) -> Source:
         for s in self.sources:
@@ -275,6 +395,22 @@ class Placement:
     terms: tuple[str, ...] = ()
     scores: tuple[tuple[str, float], ...] = ()
     reason: str = ""
+    confidence: float = 1.0  # classification (issue 5): 0..1, margin over the runner-up
+
+    # --- story sections (issues 4 + 5) ---
+    @property
+    def by_editor(self) -> bool:
+        """An editor set this placement (`aggregator items move/drop`)."""
+        return self.reason.startswith(EDITOR_REASON)
+
+    @property
+    def dropped(self) -> bool:
+        """An editor marked the item off-topic (`aggregator items drop`)."""
+        return self.section is None and self.by_editor
+
+
+# The reason prefix of every placement an editor set; re-classification never rewrites them.
+EDITOR_REASON = "editor:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +431,30 @@ class Story:
     id: int
     lead: StoredItem
     others: tuple[StoredItem, ...] = ()
+    # The section the story had when its issue was frozen (PersonalIssues); None: computed.
+    frozen_section: str | None = None
+
+    # --- story sections (issues 4 + 5): stable, whichever member leads ---
+    @property
+    def members(self) -> tuple[StoredItem, ...]:
+        return (self.lead, *self.others)
+
+    @property
+    def anchor(self) -> StoredItem | None:
+        """The member whose placement is the story's section: the first-seen member an editor
+        moved, else the first-seen member; members an editor dropped never count. None when
+        an editor dropped every member."""
+        shown = [m for m in self.members if not m.placement.dropped]
+        pinned = [m for m in shown if m.placement.by_editor]
+        return min(pinned or shown, key=lambda m: (m.first_seen, m.id), default=None)
 
     @property
     def section(self) -> str | None:
-        return self.lead.placement.section
+        """The story's section: its anchor's (never the lead's, which ranking chooses)."""
+        if self.frozen_section is not None:
+            return self.frozen_section
+        anchor = self.anchor
+        return None if anchor is None else anchor.placement.section
 
     @property
     def first_seen(self) -> datetime:
@@ -320,6 +476,7 @@ class Digest:
     sections: tuple[DigestSection, ...]
     source_names: tuple[tuple[str, str], ...]  # (id, name)
     generated_at: datetime
+    top: tuple[Story, ...] = ()  # "Top stories" (issue 4): the highest-ranked, any section
 
     @property
     def story_count(self) -> int:
@@ -379,6 +536,18 @@ class Issue:
     html: str
     text: str
     story_ids: tuple[int, ...]
+    # The issue's stories as frozen (migration 6); () for issues frozen before it.
+    stories: tuple[FrozenStory, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenStory:
+    """A story as its issue was frozen: its section and items (lead first); a personal copy
+    is rebuilt from these, whatever joined, left or moved in the store since."""
+
+    id: int
+    section: str
+    item_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

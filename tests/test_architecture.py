@@ -21,6 +21,8 @@ STAGES = {
     "config",
     "deliver",
     "subscribers",
+    "cluster",  # issue 4
+    "rank",  # issue 4
 }
 
 
@@ -95,6 +97,13 @@ def test_nothing_imports_cli_and_only_cli_imports_scheduler():
         imported = package_imports(path)
         assert "cli" not in imported or top(name) in {"cli", "__main__"}, name
         assert "scheduler" not in imported or top(name) in {"cli", "scheduler"}, name
+
+
+def test_only_cli_imports_the_web_front():
+    # web (issue 7): the ASGI app sits on top of the pipeline, like cli; nothing below uses it.
+    for name, path in modules().items():
+        imported = package_imports(path)
+        assert "web" not in imported or top(name) in {"cli", "web"}, name
 
 
 def test_argparse_and_apscheduler_only_at_the_top():

@@ -58,7 +58,10 @@ def test_every_command_has_help():
     sub = next(a for a in parser._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}
     assert set(helps) == {
-        "check", "fetch", "items", "feed", "digest", "run", "sources", "subscribers"
+        "check", "fetch", "items", "feed", "digest", "run", "sources", "subscribers",
+        "serve", "publish",  # web (issue 7)
+        "explain", "classify", "review", "eval", "examples", "reclassify",  # issue 5
+        "stories",  # issue 4
     }  # fmt: skip
     assert all(helps.values())
     actions = next(a for a in sub.choices["sources"]._actions if a.dest == "action")

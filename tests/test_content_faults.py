@@ -356,7 +356,14 @@ def test_c7_odd_dates_are_stored_and_a_future_date_is_not_pinned_to_the_top(
 
     # A day later the good source publishes something new: it goes above the 2100 item.
     later = NOW + timedelta(days=1)
-    fresh = item("good-3", "https://good.example.org/3", "Police training, fresh", date=_rfc(2026))
+    # Its own words: a different event, so cross-source clustering leaves it a story of its own.
+    fresh = item(
+        "good-3",
+        "https://good.example.org/3",
+        "Dayton police academy adds a tactics course",
+        "&lt;p&gt;Forty recruits practise slowing down tense calls.&lt;/p&gt;",
+        date=_rfc(2026),
+    )
     newer_good = GOOD.replace(b"</channel>", fresh.encode() + b"</channel>")
     http_server.routes["/good.xml"] = static(newer_good, "application/rss+xml")
     config = make_config(tmp_path, http_server, "", BUDGET)

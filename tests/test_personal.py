@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from aggregator import pipeline
 from aggregator.config import load_config
 from aggregator.storage import open_storage
 from aggregator.types import Item, NewSubscriber, Placement
@@ -107,3 +109,57 @@ def test_personal_copy_keeps_subject_and_a_stable_message_id(tmp_path, smtp_serv
     msgs = {m["To"]: m for m in smtp_server.mailbox.parsed()}
     assert msgs["match@example.org"]["Subject"] == report.issue.subject
     assert report.issue.end == END and isinstance(report.issue.created, datetime)
+
+
+def test_a_personal_copy_is_rebuilt_from_the_frozen_issue(tmp_path, smtp_server):
+    """Review finding 6: after the freeze, a new member joins a story and an editor moves it
+    to another section; a personal copy (a first send or a resend) does not change."""
+    from aggregator.pipeline._send import PersonalIssues
+
+    config = load_config(write_config(tmp_path, smtp_server.port))
+    seed(config)
+    storage = open_storage(config.database, NOW)
+    try:
+        issue, _ = pipeline.freeze_issue(config, storage, NOW, start=START, end=END)
+        assert {f.section for f in issue.stories} == {"training", "match"}
+        before = PersonalIssues(config, storage, issue).for_sections(("match",))
+        assert before is not None and "Match report alpha" in before.html
+        [m1] = [s for s in storage.get_items() if s.item.guid == "m1"]
+        later = item("m2", "Match report alpha: the longer account of the same match")
+        with storage.transaction() as tx:
+            tx.add_item(later, m1.story_id, Placement("match", 1.0), SEEN + timedelta(hours=1))
+        storage.add_correction(
+            m1.id, "training", "", Placement("training", reason="editor: moved"), NOW
+        )
+        issue = storage.get_issue(START, END)
+        assert issue is not None
+        after = PersonalIssues(config, storage, issue).for_sections(("match",))
+        counts = pipeline.issue_section_counts(storage, issue)
+    finally:
+        storage.close()
+    assert after is not None and after.html == before.html and after.text == before.text
+    assert "longer account" not in after.html
+    assert counts == {"training": 2, "match": 1}
+
+
+def test_an_issue_frozen_before_migration_6_ignores_members_that_joined_later(
+    tmp_path, smtp_server
+):
+    from aggregator.pipeline._send import PersonalIssues
+
+    config = load_config(write_config(tmp_path, smtp_server.port))
+    seed(config)
+    storage = open_storage(config.database, NOW)
+    try:
+        issue, _ = pipeline.freeze_issue(config, storage, NOW, start=START, end=END)
+        legacy = replace(issue, stories=())  # as read from a database before migration 6
+        before = PersonalIssues(config, storage, legacy).for_sections(("match",))
+        [m1] = [s for s in storage.get_items() if s.item.guid == "m1"]
+        later = item("m2", "Match report alpha: the longer account of the same match")
+        with storage.transaction() as tx:  # first seen after the freeze
+            tx.add_item(later, m1.story_id, Placement("match", 1.0), NOW + timedelta(hours=1))
+        after = PersonalIssues(config, storage, legacy).for_sections(("match",))
+    finally:
+        storage.close()
+    assert before is not None and after is not None
+    assert after.html == before.html and "longer account" not in after.html

@@ -187,6 +187,7 @@ def test_test_copy_in_files_mode_writes_one_eml(tmp_path):
     code, out, err = run("--config", str(path), "digest", "--send", "--to", "ed@example.org")
     assert code == 0, err
     assert "test copy of issue 1 to ed@example.org: sent (written to" in out
-    [eml] = (tmp_path / "out").glob("issue-*/test-copy.eml")
+    [eml] = (tmp_path / "outbox").glob("issue-*/test-copy.eml")
     assert b"To: ed@example.org" in eml.read_bytes()
-    assert not list((tmp_path / "out").glob("issue-*/subscriber-*.eml"))
+    assert not list((tmp_path / "outbox").glob("issue-*/subscriber-*.eml"))
+    assert not list((tmp_path / "out").glob("issue-*"))  # never in the public folder

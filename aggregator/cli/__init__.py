@@ -37,6 +37,12 @@ from zoneinfo import ZoneInfo
 
 from aggregator import pipeline
 from aggregator._version import __version__
+from aggregator.cli._classify import (  # issue 5
+    add_classify_parsers,
+    add_items_subcommands,
+    cmd_check_examples,
+    review_note,
+)
 from aggregator.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -50,7 +56,9 @@ from aggregator.cli._common import (
     open_store,
     parse_time,
 )
+from aggregator.cli._serve import add_serve_parsers  # web (issue 7)
 from aggregator.cli._sources import add_sources_parser
+from aggregator.cli._stories import add_stories_parser  # issue 4
 from aggregator.cli._subscribers import add_subscribers_parser
 from aggregator.config import load_config
 from aggregator.exceptions import (
@@ -168,6 +176,7 @@ def cmd_check(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
         + ", ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in times)
         + "\n"
     )
+    cmd_check_examples(config, out)  # issue 5
     return EXIT_OK
 
 
@@ -397,6 +406,7 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
         files = pipeline.build_digest(
             config, storage, now, start=since, end=until, out_dir=args.out
         )
+        note = review_note(storage, config, files.digest.start, files.digest.end)  # issue 5
     finally:
         storage.close()
     zone = ZoneInfo(tz)
@@ -407,6 +417,7 @@ def cmd_digest(args: argparse.Namespace, config: Config, out: TextIO, err: TextI
     )
     for p in files.paths:
         out.write(f"  {p}\n")
+    out.write(note)  # issue 5: low-confidence items of the window
     return EXIT_OK
 
 
@@ -477,6 +488,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--section", metavar="ID", help="only items filed under this section")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N items")
     p.set_defaults(func=cmd_items)
+    add_items_subcommands(p)  # issue 5: items move / items drop
 
     p = sub.add_parser("feed", help="write feed.xml (the latest 100 stories)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
@@ -522,7 +534,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     add_sources_parser(sub)
+    add_classify_parsers(sub)  # issue 5
+    add_stories_parser(sub)  # issue 4
     add_subscribers_parser(sub)
+    add_serve_parsers(sub)  # web (issue 7)
     return parser
 
 

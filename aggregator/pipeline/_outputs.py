@@ -5,6 +5,7 @@ Part of the composition root (see `aggregator.pipeline`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,10 +13,13 @@ from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import httpx
+import jinja2
 
 from aggregator.digest import last_complete_week, latest_stories, select_digest
 from aggregator.fetch import Resolver, system_resolver
 from aggregator.output import write_outputs
+from aggregator.pipeline._cluster import ranked  # issue 4
+from aggregator.pipeline._timing import StageTimes
 from aggregator.pipeline._update import Progress, update_sources
 from aggregator.render import make_environment, render_digest, render_feed
 from aggregator.storage import StorageType
@@ -24,6 +28,7 @@ from aggregator.types import (
     Digest,
     Rendered,
     SourceResult,
+    Story,
 )
 
 FEED_FILE = "feed.xml"
@@ -57,13 +62,28 @@ def _source_maps(config: Config) -> tuple[dict[str, str], dict[str, str]]:
     return {s.id: s.name for s in config.sources}, {s.id: s.url for s in config.sources}
 
 
+def feed_stories(
+    config: Config, storage: StorageType, now: datetime, section: str | None = None
+) -> list[Story]:
+    """The latest on-topic stories of every feed (feed.xml, the site's Atom, JSON Feed and
+    section feeds), newest first, each led as feed.xml leads it; with `section`, only that
+    section's."""
+    limit = config.digest.feed_items
+    # Off-topic stories are dropped after the query, so ask for a margin over the limit
+    # (more for one section: the other sections' are dropped too).
+    margin = limit * (4 if section is None else 4 * max(len(config.sections), 1))
+    stories = latest_stories(storage.get_stories(limit=margin), margin)
+    if section is not None:
+        stories = [s for s in stories if s.section == section]
+    return ranked(config, stories[:limit], now)[0]  # issue 4: each story's lead
+
+
 def build_feed(
     config: Config, storage: StorageType, now: datetime, out_dir: Path | None = None
 ) -> Path:
     """Write <out_dir>/feed.xml: the latest on-topic stories, newest first."""
     limit = config.digest.feed_items
-    # Off-topic stories are dropped after the query, so ask for a margin over the limit.
-    stories = latest_stories(storage.get_stories(limit=limit * 4), limit)
+    stories = feed_stories(config, storage, now)
     names, urls = _source_maps(config)
     xml = render_feed(
         stories,
@@ -113,6 +133,13 @@ def build_digest(
     return DigestFiles(digest=digest, paths=tuple(paths))
 
 
+@functools.lru_cache(maxsize=4)
+def _environment(templates_dir: Path | None) -> jinja2.Environment:
+    """Templates compiled once per process (issue 8), not once per digest; Jinja still
+    re-reads a template whose file an editor changed (its loader checks the mtime)."""
+    return make_environment(templates_dir)
+
+
 def digest_period(
     config: Config, now: datetime, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
@@ -128,7 +155,8 @@ def render_period(
     config: Config, storage: StorageType, now: datetime, start: datetime, end: datetime
 ) -> tuple[Digest, Rendered]:
     """The digest of [start, end) selected from the store and rendered."""
-    stories = storage.get_stories(since=start, until=end)
+    # issue 4: leads chosen, stories ranked (recency measured at the period's end)
+    stories, rank = ranked(config, storage.get_stories(since=start, until=end), min(now, end))
     names, urls = _source_maps(config)
     digest = select_digest(
         stories,
@@ -139,8 +167,10 @@ def render_period(
         end=end,
         now=now,
         settings=config.digest,
+        rank=rank,
+        top_count=config.clustering.top_stories,
     )
-    env = make_environment(config.templates_dir)
+    env = _environment(config.templates_dir)
     rendered = render_digest(
         digest,
         env,
@@ -159,12 +189,25 @@ async def run_once(
     *,
     progress: Progress | None = None,
     resolver: Resolver = system_resolver,
+    timings: StageTimes | None = None,
 ) -> RunReport:
-    """One full cycle: every source fetched, the feed rebuilt, last week's digest written."""
+    """One full cycle: every source fetched, the feed rebuilt, last week's digest written.
+
+    `timings`, if given, gets each stage's wall and CPU time added (the benchmark's report).
+    """
+    times = timings if timings is not None else StageTimes()
     report = RunReport()
     report.results = await update_sources(
-        config, storage, client, now, only_due=False, progress=progress, resolver=resolver
+        config,
+        storage,
+        client,
+        now,
+        only_due=False,
+        progress=progress,
+        resolver=resolver,
+        timings=times,
     )
-    report.feed = build_feed(config, storage, now)
-    report.digest = build_digest(config, storage, now)
+    with times.measure("render"):
+        report.feed = build_feed(config, storage, now)
+        report.digest = build_digest(config, storage, now)
     return report

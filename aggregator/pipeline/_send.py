@@ -25,6 +25,7 @@ from aggregator.deliver import (
 from aggregator.digest import select_digest
 from aggregator.exceptions import DeliveryError, IssueHeld
 from aggregator.output import write_outputs
+from aggregator.pipeline._cluster import ranked  # issue 4
 from aggregator.pipeline._outputs import (
     _source_maps,
     build_digest,
@@ -38,6 +39,7 @@ from aggregator.types import (
     Config,
     DeliverySettings,
     DeliveryStatus,
+    FrozenStory,  # review finding 6
     Issue,
     Story,
     Subscriber,
@@ -86,6 +88,11 @@ def freeze_issue(
         return issue, False
     digest, rendered = render_period(config, storage, now, start, end)
     story_ids = [story.id for ds in digest.sections for story in ds.stories]
+    frozen = [  # review finding 6: what PersonalIssues rebuilds from
+        FrozenStory(story.id, ds.section.id, tuple(m.id for m in story.members))
+        for ds in digest.sections
+        for story in ds.stories
+    ]
     return storage.add_issue(
         start,
         end,
@@ -94,6 +101,7 @@ def freeze_issue(
         text=rendered.text,
         story_ids=story_ids,
         now=now,
+        stories=frozen,
     )
 
 
@@ -125,9 +133,14 @@ def preview_issue(
 
 
 def issue_section_counts(storage: StorageType, issue: Issue) -> dict[str, int]:
-    """How many of the frozen issue's stories each section holds (from the store)."""
-    wanted = set(issue.story_ids)
+    """How many of the frozen issue's stories each section holds: as frozen, or, for an
+    issue frozen before migration 6, from the store."""
     counts: dict[str, int] = {}
+    if issue.stories:
+        for frozen in issue.stories:
+            counts[frozen.section] = counts.get(frozen.section, 0) + 1
+        return counts
+    wanted = set(issue.story_ids)
     for story in storage.get_stories(since=issue.start, until=issue.end):
         if story.id in wanted and story.section is not None:
             counts[story.section] = counts.get(story.section, 0) + 1
@@ -165,20 +178,57 @@ def send_test_copy(
     body = build_message(issue, sub, config.newsletter, settings, now=now)
     out = Outgoing(0, address, body)
     if settings.mode == "files":
-        folder = config.output_dir / f"issue-{issue.number:04d}"
+        folder = outbox_dir(config) / f"issue-{issue.number:04d}"
         path = write_messages([out], folder)[0]
         test_path = path.with_name("test-copy.eml")
         path.replace(test_path)
         return issue, "sent", f"written to {test_path}"
+    status, reply = send_one(out, settings, env)
+    return issue, status, reply
+
+
+def outbox_dir(config: Config) -> Path:
+    """Where `mode: files` writes messages: `outbox/` next to feeds.yaml.
+
+    Never under output.dir: `publish` makes that folder public, and every message carries
+    secrets (its unsubscribe link, a confirmation link)."""
+    folder = config.path.parent / "outbox"
+    out = config.output_dir.resolve()
+    if folder.resolve() == out or folder.resolve().is_relative_to(out):
+        raise DeliveryError(
+            f"{config.path}: output.dir {config.output_dir} holds {folder}: the messages' "
+            "links would be published; use an output.dir of its own"
+        )
+    return folder
+
+
+# --- one message outside the ledger, the signing secret (issue 7: shared with the web) ----
+
+
+def send_one(
+    out: Outgoing, settings: DeliverySettings, env: Mapping[str, str] | None
+) -> tuple[DeliveryStatus, str]:
+    """Send one message outside the ledger (a test copy, a confirmation): (status, the
+    relay's reply); ("failed_temp", "not attempted") if no attempt was made."""
     result: list[tuple[DeliveryStatus, str]] = []
 
     def record(subscriber_id: int, status: DeliveryStatus, reply: str, attempted: bool) -> None:
         if attempted:
             result.append((status, reply))
 
-    send_messages([out], settings, record, env=env)
-    status, reply = result[-1] if result else ("failed_temp", "not attempted")
-    return issue, status, reply
+    send_messages([out], settings, record, env=os.environ if env is None else env)
+    return result[-1] if result else ("failed_temp", "not attempted")
+
+
+def signing_secret(config: Config, env: Mapping[str, str] | None = None) -> str:
+    """The value of the variable delivery.unsubscribe_secret_env names, or "" (no one-click
+    unsubscribe token; the site's subscription pages stay closed)."""
+    env = os.environ if env is None else env
+    name = config.delivery.unsubscribe_secret_env if config.delivery else ""
+    return env.get(name, "") if name else ""
+
+
+# --- end one message, the signing secret ----------------------------------------------------
 
 
 class PersonalIssues:
@@ -197,11 +247,32 @@ class PersonalIssues:
         self._cache: dict[tuple[str, ...], Issue | None] = {}
 
     def stories(self) -> list[Story]:
+        """The frozen issue's stories, rebuilt from the items and sections it froze (review
+        finding 6): an item that joined a story later, an editor's move or a re-clustering
+        since changes nothing. An issue frozen before migration 6 falls back to the store's
+        stories, cut to the members first seen before the issue was frozen."""
         if self._stories is None:
-            wanted = set(self.issue.story_ids)
-            found = self.storage.get_stories(since=self.issue.start, until=self.issue.end)
-            self._stories = [s for s in found if s.id in wanted]
+            self._stories = self._frozen() if self.issue.stories else self._from_store()
         return self._stories
+
+    def _frozen(self) -> list[Story]:
+        ids = [i for f in self.issue.stories for i in f.item_ids]
+        found = self.storage.get_items_by_id(ids)
+        stories = []
+        for f in self.issue.stories:
+            members = [found[i] for i in f.item_ids if i in found]
+            if members:
+                stories.append(Story(f.id, members[0], tuple(members[1:]), f.section))
+        return stories
+
+    def _from_store(self) -> list[Story]:
+        wanted, created = set(self.issue.story_ids), self.issue.created
+        found = []
+        for s in self.storage.get_stories(since=self.issue.start, until=self.issue.end):
+            members = [m for m in s.members if m.first_seen <= created]
+            if s.id in wanted and members:
+                found.append(Story(s.id, members[0], tuple(members[1:])))
+        return ranked(self.config, found, self.issue.end)[0]  # issue 4: leads
 
     def for_sections(self, chosen: tuple[str, ...]) -> Issue | None:
         if not chosen:
@@ -227,6 +298,8 @@ class PersonalIssues:
             end=issue.end,
             now=issue.created,
             settings=config.digest,
+            rank=ranked(config, (), min(issue.created, issue.end))[1],  # issue 4
+            top_count=config.clustering.top_stories,  # issue 4
         )
         rendered = render_digest(
             digest,
@@ -274,14 +347,14 @@ def send_issue(
 ) -> SendReport:
     """Freeze (or reuse) the period's issue, enqueue every active subscriber, send what is due.
 
-    mode: files writes one .eml per active subscriber under <output.dir>/issue-<n>/ and
-    leaves the ledger alone (a dry run). `clock` gives the time recorded for each ledger row
-    (default: `now`). Unless `force`, the pre-send checks run first: a failed check raises
-    IssueHeld (nothing sent, the ledger untouched).
+    mode: files writes one .eml per active subscriber under outbox/issue-<n>/ (next to
+    feeds.yaml) and leaves the ledger alone (a dry run). `clock` gives the time recorded for
+    each ledger row (default: `now`). Unless `force`, the pre-send checks run first: a failed
+    check raises IssueHeld (nothing sent, the ledger untouched).
     """
     settings = _settings(config)
     env = os.environ if env is None else env
-    secret = env.get(settings.unsubscribe_secret_env, "") if settings.unsubscribe_secret_env else ""
+    secret = signing_secret(config, env)
     issue, created = freeze_issue(config, storage, now, start=start, end=end)
     if not force:
         reasons = check_before_send(config, storage, issue)
@@ -314,7 +387,7 @@ def send_issue(
         return Outgoing(sub.id, sub.address, body)
 
     if settings.mode == "files":
-        folder = config.output_dir / f"issue-{issue.number:04d}"
+        folder = outbox_dir(config) / f"issue-{issue.number:04d}"
         built = (message(s) for s in active.values())
         report.files = write_messages((o for o in built if o is not None), folder)
         return report

@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,10 +27,19 @@ from aggregator.exceptions import FetchError, ParseError, SourceError, StorageEr
 from aggregator.fetch import Resolver, fetch_source, make_client, system_resolver
 from aggregator.normalize import normalize_entry, truncated_fields
 from aggregator.parse import parse_fetched
+from aggregator.pipeline._cluster import RunClusterer  # issue 4
+from aggregator.pipeline._examples import (  # issue 5
+    load_examples,
+    make_run_classifier,
+    worker_settings,
+)
+from aggregator.pipeline._timing import Laps, StageTimes
 from aggregator.storage import StorageType
 from aggregator.types import (
     DEFAULT_MAX_ITEMS_PER_RUN,
+    ClassifySettings,  # issue 5
     Config,
+    Example,  # issue 5
     Fetched,
     Item,
     Placement,
@@ -51,6 +62,8 @@ class Prepared:
     items: tuple[tuple[Item, Placement], ...]
     skipped: int
     warnings: tuple[str, ...]
+    # bench: (stage, wall s, cpu s) of parse / normalize / classify, as the worker saw them
+    times: tuple[tuple[str, float, float], ...] = field(default=(), compare=False)
 
 
 # --- update: fetch, parse, normalize, classify, dedupe, store ------------------------------
@@ -68,7 +81,9 @@ def backoff(interval: timedelta, failures: int) -> timedelta:
 
 def prepare_items(fetched: Fetched, source: Source, classifier: Classifier, limit: int) -> Prepared:
     """Fetched -> classified Items (pure, CPU-bound: run it off the event loop)."""
+    laps = Laps()
     parsed = parse_fetched(fetched, source.kind, source.selectors)
+    laps.lap("parse")
     items: list[Item] = []
     skipped = 0
     truncated: Counter[str] = Counter()
@@ -94,8 +109,14 @@ def prepare_items(fetched: Fetched, source: Source, classifier: Classifier, limi
         )
         warnings.append(f"kept the newest {limit} of {len(items)} entries")
         items = dated[:limit]
-    placed = tuple((item, classifier.classify(item, source.section)) for item in items)
-    return Prepared(items=placed, skipped=skipped, warnings=tuple(warnings))
+    laps.lap("normalize")
+    # issue 5: one batch, so the learned layer encodes the source's items together
+    placements = classifier.classify_many(items, [source.section] * len(items))
+    placed = tuple(zip(items, placements, strict=True))
+    laps.lap("classify")
+    return Prepared(
+        items=placed, skipped=skipped, warnings=tuple(warnings), times=tuple(laps.times)
+    )
 
 
 def store_items(
@@ -105,45 +126,74 @@ def store_items(
     fetched: Fetched,
     state: SourceState,
     now: datetime,
+    timings: StageTimes | None = None,
+    clusterer: RunClusterer | None = None,
 ) -> tuple[int, int]:
     """Write a source's new items and its fetch state in one transaction.
 
     Returns (new, seen). Items already stored (same GUID in the source) keep their
-    first-seen time and placement; only their last-seen time moves.
+    first-seen time and placement; only their last-seen time moves. With a `clusterer`
+    (issue 4), an item that would start a story joins a stored one about the same event.
     """
     items = [item for item, _ in prepared.items]
+    if clusterer is not None:
+        clusterer.rollback()  # nothing queued by a transaction that failed
     with storage.transaction() as tx:
         existing = tx.get_item_ids(source.id, [i.guid for i in items])
         new = [(i, p) for i, p in prepared.items if i.guid not in existing]
         if existing:
             tx.touch_items(list(existing.values()), now)
-        keys = sorted({k for item, _ in new for k in item_keys(item)})
-        known = tx.get_story_ids(keys) if keys else {}
-        refs = assign_stories([i for i, _ in new], known)
-        new_story: dict[int, int] = {}
-        for (item, placement), ref in zip(new, refs, strict=True):
-            if ref.story_id is not None:
-                story_id = ref.story_id
-            else:
-                assert ref.group is not None
-                if ref.group not in new_story:
-                    new_story[ref.group] = tx.add_story(now)
-                story_id = new_story[ref.group]
-            tx.add_item(item, story_id, placement, now)
-        tx.set_source_state(
-            dataclasses.replace(
-                state,
-                validators=fetched.validators,
-                last_attempt=now,
-                last_success=now,
-                last_status=fetched.status,
-                failures=0,
-                error_kind=None,
-                error=None,
-                next_due=now + source.interval,
-            )
+        with timings.measure("cluster") if timings is not None else contextlib.nullcontext():
+            keys = sorted({k for item, _ in new for k in item_keys(item)})
+            known = tx.get_story_ids(keys) if keys else {}
+            refs = assign_stories([i for i, _ in new], known)
+            # issue 4: a group that would start a story may join a stored one instead
+            matches = clusterer.match_groups([i for i, _ in new], refs) if clusterer else {}
+        # Batched (issue 8): the new stories in one statement, the new items in another.
+        groups = sorted(
+            {r.group for r in refs if r.story_id is None and r.group is not None} - set(matches)
         )
+        new_story = dict(zip(groups, tx.add_stories(now, len(groups)), strict=True))
+        new_story.update({g: cast(int, m.story) for g, m in matches.items()})  # issue 4
+        rows = []
+        for (item, placement), ref in zip(new, refs, strict=True):
+            story_id = ref.story_id if ref.story_id is not None else new_story[ref.group or 0]
+            rows.append((item, story_id, placement))
+        tx.add_items(rows, now)
+        if clusterer is not None:  # issue 4: why each item is in its story
+            news = [i for i, _ in new]
+            ids = [story_id for _, story_id, _ in rows]
+            clusterer.record(tx, source.id, news, refs, ids, known, matches, now)
+        tx.set_source_state(_success_state(state, source, fetched, now))
+    if clusterer is not None:
+        clusterer.commit()
     return len(new), len(existing)
+
+
+def _success_state(
+    state: SourceState, source: Source, fetched: Fetched, now: datetime
+) -> SourceState:
+    return dataclasses.replace(
+        state,
+        validators=fetched.validators,
+        last_attempt=now,
+        last_success=now,
+        last_status=fetched.status,
+        failures=0,
+        error_kind=None,
+        error=None,
+        next_due=now + source.interval,
+    )
+
+
+def _store_not_modified(storage: StorageType, states: list[SourceState], times: StageTimes) -> None:
+    """The states of the sources that answered 304, in one transaction (issue 8: a run of
+    1,000 unchanged sources is 1,000 row updates, not 1,000 commits). Nothing else changes
+    for them, so if this fails they are merely fetched again when next due."""
+    if not states:
+        return
+    with times.measure("store"), contextlib.suppress(StorageError), storage.transaction() as tx:
+        tx.set_source_states(states)
 
 
 def _failed(
@@ -198,16 +248,38 @@ class _HostLimits:
 # --- the parse budget: prepare_items in a killable worker process (aggregator/_budget.py) --
 
 
+_DEFAULT_CLASSIFY = ClassifySettings()  # issue 5
+
+
 def _prepare_in_worker(
-    fetched: Fetched, source: Source, sections: tuple[Section, ...], topic: Topic, limit: int
+    fetched: Fetched,
+    source: Source,
+    sections: tuple[Section, ...],
+    topic: Topic,
+    limit: int,
+    examples: tuple[Example, ...] = (),  # issue 5: the learned layer's training data
+    settings: ClassifySettings = _DEFAULT_CLASSIFY,
 ) -> Prepared:
     """prepare_items as a parse worker runs it: the classifier is compiled once per worker."""
-    return prepare_items(fetched, source, _worker_classifier(sections, topic), limit)
+    classifier = _worker_classifier(sections, topic, examples, settings)
+    return prepare_items(fetched, source, classifier, limit)
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_classifier(sections: tuple[Section, ...], topic: Topic) -> Classifier:
-    return make_classifier(sections, topic)
+def _worker_classifier(
+    sections: tuple[Section, ...],
+    topic: Topic,
+    examples: tuple[Example, ...] = (),
+    settings: ClassifySettings = _DEFAULT_CLASSIFY,
+) -> Classifier:
+    return make_classifier(sections, topic, examples, settings)
+
+
+def _reclassified(prepared: Prepared, source: Source, classifier: Classifier) -> Prepared:
+    """issue 5: the items of a worker's Prepared placed again by `classifier` (one batch)."""
+    items = [item for item, _ in prepared.items]
+    placements = classifier.classify_many(items, [source.section] * len(items))
+    return dataclasses.replace(prepared, items=tuple(zip(items, placements, strict=True)))
 
 
 def _parse_pool(config: Config) -> WorkerPool:
@@ -230,12 +302,16 @@ async def update_sources(
     only_due: bool = True,
     progress: Progress | None = None,
     resolver: Resolver = system_resolver,
+    timings: StageTimes | None = None,
 ) -> list[SourceResult]:
     """Fetch the (due) sources concurrently and store what they yield; one result each.
 
     A source's failure is recorded in its state (failure streak, backoff) and returned as
-    a result with the error; its stored items are not touched.
+    a result with the error; its stored items are not touched. `timings`, if given, gets
+    each stage's wall and CPU time added (see `_timing`).
     """
+    times = timings if timings is not None else StageTimes()
+    cpu0 = time.process_time()
     states = storage.get_source_states()
     wanted = set(source_ids) if source_ids is not None else None
     sources = [
@@ -244,17 +320,26 @@ async def update_sources(
         if (wanted is None or s.id in wanted) and (not only_due or is_due(states.get(s.id), now))
     ]
     pool = _parse_pool(config)  # closed below, after the last source
+    not_modified: list[SourceState] = []  # issue 8: stored together at the end
+    # issue 4: the stories of the last N days, indexed once per run
+    clusterer = RunClusterer.load(storage, config.clustering, now) if sources else None
     limits = _HostLimits(config.fetch.concurrency, config.fetch.per_host)
+    # issue 5: example files and editors' corrections, read once per run
+    examples = load_examples(config, storage) if sources else ()
+    in_worker = worker_settings(config.classify)
+    main_classifier: list[Classifier] = []  # the embedding model, loaded on first use
 
     async def one(source: Source) -> SourceResult:
         state = states.get(source.id) or SourceState(source_id=source.id)
         try:
             async with limits.total, limits.host(source.url):
+                w0 = time.perf_counter()
                 fetched = await fetch_source(
                     client, source, state.validators, config.fetch, resolver=resolver, now=now
                 )
+                times.add("fetch", time.perf_counter() - w0, 0.0)
             if fetched.not_modified:
-                store_items(storage, source, Prepared((), 0, ()), fetched, state, now)
+                not_modified.append(_success_state(state, source, fetched, now))
                 return SourceResult(source.id, fetched.url, not_modified=True)
             try:
                 prepared = await pool.run_async(
@@ -264,10 +349,25 @@ async def update_sources(
                     config.sections,
                     config.topic,
                     DEFAULT_MAX_ITEMS_PER_RUN,
+                    examples,
+                    in_worker,
                 )
             except BudgetExceeded as e:  # out of time or memory, or the worker died
                 raise ParseError(source.id, fetched.url, e.kind, e.message) from e
-            new, seen = store_items(storage, source, prepared, fetched, state, now)
+            if in_worker != config.classify and prepared.items:  # issue 5: embeddings
+                if not main_classifier:
+                    main_classifier.append(make_run_classifier(config, examples))
+                prepared = await asyncio.to_thread(
+                    _reclassified, prepared, source, main_classifier[0]
+                )
+            times.add_all(prepared.times)
+            if clusterer is not None and prepared.items:  # issue 4, review finding 12:
+                # the window index is built off the event loop, before the write lock
+                await asyncio.to_thread(clusterer.prepare)
+            with times.measure("store"):
+                new, seen = store_items(
+                    storage, source, prepared, fetched, state, now, times, clusterer
+                )
             return SourceResult(
                 source.id,
                 fetched.url,
@@ -308,6 +408,11 @@ async def update_sources(
                 progress(result)
     finally:
         await asyncio.to_thread(pool.close)
+        _store_not_modified(storage, not_modified, times)
+    # The event loop's own CPU (HTTP, and the parse workers' replies unpickled) is what the
+    # process spent besides storing.
+    other = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster"))
+    times.cpu["fetch"] = max(0.0, time.process_time() - cpu0 - other)
     order = {s.id: n for n, s in enumerate(config.sources)}
     results.sort(key=lambda r: order[r.source_id])
     return results

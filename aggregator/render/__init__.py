@@ -3,6 +3,9 @@
     make_environment(templates_dir)   the Jinja environment (editor's folder, then ours)
     render_digest(digest, env, ...)   -> Rendered(html, text, eml, subject)
     render_feed(stories, ...)         -> RSS 2.0 bytes
+    render_atom / render_json_feed    -> Atom 1.0 / JSON Feed 1.1 bytes of the same stories
+    render_issues_feed(issues, ...)   -> RSS 2.0, one item per frozen issue (issue_body: its
+                                         sanitized HTML)
     safe_url / teaser / format_date / format_period / clean_header / xml_text: the filters
     and cleaners, for callers and tests
 
@@ -18,6 +21,7 @@ Imports only `types` and `exceptions`; never fetch, parse, storage, pipeline, cl
 """
 
 from aggregator._mail import MAX_SUBJECT_CHARS, clean_header
+from aggregator.render._atom import render_atom
 from aggregator.render._digest import message_id, render_digest
 from aggregator.render._environment import (
     DIGEST_HTML_TEMPLATE,
@@ -26,8 +30,12 @@ from aggregator.render._environment import (
     TEMPLATES,
     check_templates,
     make_environment,
+    render_template,
 )
 from aggregator.render._feed import DEFAULT_FEED_LIMIT, render_feed
+from aggregator.render._feedkit import rfc3339
+from aggregator.render._issues import issue_body, render_issues_feed
+from aggregator.render._jsonfeed import JSON_FEED_VERSION, render_json_feed
 from aggregator.render._text import (
     DEFAULT_TEASER_CHARS,
     TEXT_WIDTH,
@@ -44,6 +52,7 @@ __all__ = [
     "DEFAULT_TEASER_CHARS",
     "DIGEST_HTML_TEMPLATE",
     "DIGEST_TEXT_TEMPLATE",
+    "JSON_FEED_VERSION",
     "MAX_SUBJECT_CHARS",
     "PROJECT_TEMPLATE_DIRS",
     "TEMPLATES",
@@ -55,10 +64,16 @@ __all__ = [
     "clean_header",
     "format_date",
     "format_period",
+    "issue_body",
     "make_environment",
     "message_id",
+    "render_atom",
     "render_digest",
     "render_feed",
+    "render_issues_feed",
+    "render_json_feed",
+    "render_template",
+    "rfc3339",
     "safe_url",
     "teaser",
     "xml_text",

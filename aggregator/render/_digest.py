@@ -72,6 +72,8 @@ def render_digest(
         for ds in digest.sections
         if ds.stories
     )
+    # "Top stories" (issue 4): the best-ranked stories of the period, any section.
+    top = tuple(story_view(s, names, urls, titles) for s in digest.top)
     period = format_period(digest.start, digest.end, newsletter.timezone)
     subject = clean_header(f"{newsletter.title} \u2014 {period}")
     # keep in sync with the context list at the top of templates/digest.html.j2
@@ -81,6 +83,7 @@ def render_digest(
         "period": period,
         "timezone": newsletter.timezone,
         "sections": sections,
+        "top": top,
         "story_count": sum(len(s.stories) for s in sections),
         "teaser_chars": teaser_chars,
         "generated_at": aware(digest.generated_at),

@@ -6,35 +6,51 @@ Imports only `types`, `exceptions` and the schema.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal,  # web (issue 7)
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator.exceptions import StorageError
+from aggregator.storage._corrections import CorrectionMethods  # issue 5
 from aggregator.storage._schema import (
     LATEST,
     deliveries,
     issues,
     items,
+    job_runs,  # web (issue 7)
     migrate,
     schema_version,
     sources,
     stories,
     subscribers,
+    web_events,  # web (issue 7)
 )
+from aggregator.storage._stories import StoryReadMethods, StoryTransactionMethods  # issue 4
+from aggregator.storage._util import _chunks, _row_to_stored, _wrap  # shared by every module
 from aggregator.types import (
     Delivery,
     DeliveryStatus,
+    FrozenStory,  # review finding 6
     Issue,
     Item,
+    JobRun,  # web (issue 7)
     NewSubscriber,
     Placement,
     SourceState,
@@ -43,28 +59,10 @@ from aggregator.types import (
     Subscriber,
     SubscriberStatus,
     Validators,
+    WebEventKind,  # web (issue 7)
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 _SQLITE_BUSY_TIMEOUT_S = 5
-
-
-def _wrap(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return fn(*args, **kwargs)
-            except SQLAlchemyError as e:
-                # The driver's first line says what happened; the rest is SQL noise.
-                detail = str(getattr(e, "orig", None) or e).splitlines()[0]
-                raise StorageError(f"database error while {what}: {detail}") from e
-
-        return wrapper
-
-    return decorate
 
 
 def _redact(url: str) -> str:
@@ -81,32 +79,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-def _row_to_stored(row: Any) -> StoredItem:
-    item = Item(
-        source_id=row.source_id,
-        guid=row.guid,
-        url=row.url,
-        link=row.link,
-        title=row.title,
-        title_key=row.title_key,
-        summary_html=row.summary_html,
-        summary_text=row.summary_text,
-        published=row.published,
-        published_raw=row.published_raw,
-        author=row.author,
-    )
-    placement = Placement(
-        section=row.section,
-        score=row.score,
-        terms=tuple(json.loads(row.terms)),
-        scores=tuple((s, float(v)) for s, v in json.loads(row.scores)),
-        reason=row.reason,
-    )
-    return StoredItem(
-        id=row.id, item=item, story_id=row.story_id, first_seen=row.first_seen, placement=placement
-    )
 
 
 def _row_to_subscriber(row: Any) -> Subscriber:
@@ -133,6 +105,10 @@ def _row_to_issue(row: Any) -> Issue:
         html=row.html,
         text=row.text,
         story_ids=tuple(json.loads(row.story_ids)),
+        stories=tuple(  # review finding 6
+            FrozenStory(int(i), str(section), tuple(map(int, ids)))
+            for i, section, ids in json.loads(row.frozen_stories or "[]")
+        ),
     )
 
 
@@ -161,7 +137,7 @@ def _state_values(state: SourceState) -> dict[str, Any]:
     }
 
 
-class SqlTransaction:
+class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides: issue 4
     """The writes of one source's update, inside one database transaction."""
 
     def __init__(self, conn: Connection) -> None:
@@ -218,29 +194,50 @@ class SqlTransaction:
         self, item: Item, story_id: int, placement: Placement, first_seen: datetime
     ) -> int:
         result = self._conn.execute(
-            items.insert().values(
-                source_id=item.source_id,
-                guid=item.guid,
-                url=item.url,
-                link=item.link,
-                title=item.title,
-                title_key=item.title_key,
-                summary_html=item.summary_html,
-                summary_text=item.summary_text,
-                published=item.published,
-                published_raw=item.published_raw,
-                author=item.author,
-                first_seen=first_seen,
-                last_seen=first_seen,
-                story_id=story_id,
-                section=placement.section,
-                score=placement.score,
-                terms=json.dumps(list(placement.terms)),
-                scores=json.dumps([list(s) for s in placement.scores]),
-                reason=placement.reason,
-            )
+            items.insert().values(_item_values(item, story_id, placement, first_seen))
         )
         return int(_inserted_id(result))
+
+    # --- batched writes (issue 8, speed): one statement per source, not one per row ------
+
+    @_wrap("adding stories")
+    def add_stories(self, first_seen: datetime, count: int) -> list[int]:
+        """`count` new stories in one executemany; their ids in order."""
+        if count <= 0:
+            return []
+        # The rows are identical, so any order of the returned ids will do; not asking for
+        # parameter order lets SQLAlchemy send one multi-row INSERT ... RETURNING.
+        result = self._conn.execute(
+            stories.insert().returning(stories.c.id), [{"first_seen": first_seen}] * count
+        )
+        return sorted(int(r[0]) for r in result)
+
+    @_wrap("adding items")
+    def add_items(self, rows: Sequence[tuple[Item, int, Placement]], first_seen: datetime) -> None:
+        """Insert (item, story id, placement) rows in one executemany."""
+        if rows:
+            self._conn.execute(
+                items.insert(), [_item_values(i, s, p, first_seen) for i, s, p in rows]
+            )
+
+    @_wrap("saving source states")
+    def set_source_states(self, states: Sequence[SourceState]) -> None:
+        """Upsert many sources' states with one UPDATE and one INSERT executemany."""
+        if not states:
+            return
+        have: set[str] = set()
+        ids = [s.source_id for s in states]
+        for chunk in _chunks(ids):
+            have.update(
+                r.id
+                for r in self._conn.execute(select(sources.c.id).where(sources.c.id.in_(chunk)))
+            )
+        old = [{"b_id": s.source_id, **_state_values(s)} for s in states if s.source_id in have]
+        new = [{"id": s.source_id, **_state_values(s)} for s in states if s.source_id not in have]
+        if old:
+            self._conn.execute(_UPDATE_STATE, old)
+        if new:
+            self._conn.execute(sources.insert(), new)
 
     @_wrap("marking items as seen")
     def touch_items(self, ids: Sequence[int], now: datetime) -> None:
@@ -250,6 +247,33 @@ class SqlTransaction:
     @_wrap("saving a source's state")
     def set_source_state(self, state: SourceState) -> None:
         _upsert_state(self._conn, state)
+
+
+def _item_values(
+    item: Item, story_id: int, placement: Placement, first_seen: datetime
+) -> dict[str, Any]:
+    return {
+        "source_id": item.source_id,
+        "guid": item.guid,
+        "url": item.url,
+        "link": item.link,
+        "title": item.title,
+        "title_key": item.title_key,
+        "summary_html": item.summary_html,
+        "summary_text": item.summary_text,
+        "published": item.published,
+        "published_raw": item.published_raw,
+        "author": item.author,
+        "first_seen": first_seen,
+        "last_seen": first_seen,
+        "story_id": story_id,
+        "section": placement.section,
+        "score": placement.score,
+        "terms": json.dumps(list(placement.terms)),
+        "scores": json.dumps([list(s) for s in placement.scores]),
+        "reason": placement.reason,
+        "confidence": placement.confidence,  # issue 5
+    }
 
 
 def _aware(value: Any) -> datetime:
@@ -270,14 +294,18 @@ def _inserted_id(result: Any) -> int:
 
 def _upsert_state(conn: Connection, state: SourceState) -> None:
     values = _state_values(state)
-    changed = conn.execute(update(sources).where(sources.c.id == state.source_id).values(values))
+    # One statement object for every call (issue 8): SQLAlchemy compiles it once.
+    changed = conn.execute(_UPDATE_STATE, {"b_id": state.source_id, **values})
     if changed.rowcount == 0:
-        conn.execute(sources.insert().values(id=state.source_id, **values))
+        conn.execute(sources.insert(), {"id": state.source_id, **values})
 
 
-def _chunks(values: list[str] | list[int], size: int = 500) -> Iterator[Any]:
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
+_STATE_COLUMNS = tuple(_state_values(SourceState(source_id="")))
+_UPDATE_STATE = (
+    update(sources)
+    .where(sources.c.id == bindparam("b_id"))
+    .values({k: bindparam(k) for k in _STATE_COLUMNS})
+)
 
 
 class _SubscriberMethods:
@@ -295,7 +323,7 @@ class _SubscriberMethods:
 
         Returns each subscriber as stored and whether it was new. A new row without a status
         is `active`; a merged row keeps what the new one leaves as None (or an empty name).
-        Becoming active sets `confirmed` once.
+        Becoming active (again) sets `confirmed`: the date of the consent in force.
         """
         out: list[tuple[Subscriber, bool]] = []
         with self._engine.begin() as conn:
@@ -328,7 +356,10 @@ class _SubscriberMethods:
                         values["sections"] = json.dumps(list(row.sections))
                     if row.status is not None:
                         values["status"] = row.status
-                        if row.status == "active" and old.confirmed is None:
+                        # web (issue 7): consent is dated when it is given again, too
+                        if row.status == "active" and (
+                            old.confirmed is None or old.status != "active"
+                        ):
                             values["confirmed"] = now
                     conn.execute(
                         update(subscribers).where(subscribers.c.id == old.id).values(values)
@@ -397,9 +428,11 @@ class _SubscriberMethods:
         text: str,
         story_ids: Sequence[int],
         now: datetime,
+        stories: Sequence[FrozenStory] = (),
     ) -> tuple[Issue, bool]:
         """Freeze the issue of [start, end) in one transaction, numbered after the last one;
-        if that period already has an issue, return it unchanged. (issue, created)."""
+        if that period already has an issue, return it unchanged. (issue, created).
+        `stories`: each story's section and items as frozen (PersonalIssues rebuilds them)."""
         with self._engine.begin() as conn:
             old = conn.execute(
                 select(issues).where(issues.c.period_start == start, issues.c.period_end == end)
@@ -419,6 +452,9 @@ class _SubscriberMethods:
                     html=html,
                     text=text,
                     story_ids=json.dumps(list(story_ids)),
+                    frozen_stories=json.dumps(
+                        [[f.id, f.section, list(f.item_ids)] for f in stories]
+                    ),
                 )
             )
             row = conn.execute(select(issues).where(issues.c.id == _inserted_id(result))).one()
@@ -496,7 +532,131 @@ class _SubscriberMethods:
             )
 
 
-class SqlStorage(_SubscriberMethods):
+# --- web (issue 7) -------------------------------------------------------------------------
+
+
+class _WebMethods:
+    """What the web front needs: rate-limit events, job runs, a subscriber by id, a ping."""
+
+    _engine: Engine
+
+    @_wrap("checking the database")
+    def ping(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    @_wrap("reading a subscriber")
+    def get_subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+        return None if row is None else _row_to_subscriber(row)
+
+    @_wrap("recording a web request")
+    def add_web_event(self, kind: WebEventKind, key: str, now: datetime) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(web_events.insert().values(kind=kind, key=key, at=now))
+
+    @_wrap("recording a web request")
+    def add_web_event_if_below(
+        self, kind: WebEventKind, key: str, now: datetime, *, since: datetime, limit: int
+    ) -> bool:
+        """Record one event unless `key` already has `limit` of this kind since `since`; True
+        if recorded. Check and insert are one statement (SQLite takes its write lock before
+        the count), behind a per-key lock on PostgreSQL: a burst of concurrent requests
+        records at most `limit`."""
+        count = (
+            select(func.count())
+            .select_from(web_events)
+            .where(web_events.c.kind == kind, web_events.c.key == key, web_events.c.at >= since)
+            .scalar_subquery()
+        )
+        row = select(
+            bindparam("kind", kind, type_=web_events.c.kind.type),
+            bindparam("key", key, type_=web_events.c.key.type),
+            bindparam("at", now, type_=web_events.c.at.type),
+        ).where(count < limit)
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED would let two statements both count below the limit.
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{kind}:{key}"))))
+            insert = web_events.insert().from_select(["kind", "key", "at"], row)
+            # RETURNING, not rowcount: drivers report -1 for INSERT ... SELECT
+            return conn.execute(insert.returning(web_events.c.id)).first() is not None
+
+    @_wrap("reading the published issues")
+    def get_sent_issues(
+        self,
+        until: datetime,
+        *,
+        limit: int | None = None,
+        bodies: bool = True,
+        number: int | None = None,
+    ) -> list[Issue]:
+        """The issues whose period ended by `until` and that went out to at least one
+        subscriber (a `sent` delivery), newest first; without `bodies`, html and text are ""
+        (the archive needs neither)."""
+        sent = (
+            select(deliveries.c.issue_id)
+            .where(deliveries.c.issue_id == issues.c.id, deliveries.c.status == "sent")
+            .exists()
+        )
+        columns = [
+            literal("").label(c.name) if not bodies and c.name in ("html", "text") else c
+            for c in issues.c
+        ]
+        query = (
+            select(*columns)
+            .where(issues.c.period_end <= until, sent)
+            .order_by(issues.c.number.desc())
+        )
+        if number is not None:
+            query = query.where(issues.c.number == number)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            return [_row_to_issue(r) for r in conn.execute(query)]
+
+    @_wrap("counting web requests")
+    def count_web_events(self, kind: WebEventKind, key: str, since: datetime) -> int:
+        query = (
+            select(func.count())
+            .select_from(web_events)
+            .where(web_events.c.kind == kind, web_events.c.key == key, web_events.c.at >= since)
+        )
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @_wrap("pruning web requests")
+    def delete_web_events(self, before: datetime) -> int:
+        with self._engine.begin() as conn:
+            result = conn.execute(web_events.delete().where(web_events.c.at < before))
+        return int(result.rowcount or 0)
+
+    @_wrap("recording a job run")
+    def set_job_run(self, run: JobRun) -> None:
+        values = {"last_run": run.last_run, "ok": int(run.ok), "detail": run.detail[:1000]}
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(job_runs).where(job_runs.c.job == run.job).values(values)
+            ).rowcount
+            if not done:
+                conn.execute(job_runs.insert().values(job=run.job, **values))
+
+    @_wrap("reading job runs")
+    def get_job_runs(self) -> dict[str, JobRun]:
+        with self._engine.connect() as conn:
+            return {
+                r.job: JobRun(r.job, r.last_run, bool(r.ok), r.detail)
+                for r in conn.execute(select(job_runs))
+            }
+
+
+# --- end web (issue 7) ---------------------------------------------------------------------
+
+
+class SqlStorage(
+    _SubscriberMethods, _WebMethods, StoryReadMethods, CorrectionMethods
+):  # issue 4: stories; issue 5: corrections
     """StorageType over a SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, url: str) -> None:

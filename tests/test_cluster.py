@@ -1,0 +1,398 @@
+"""cluster: features, pair scores, the window index, batch clustering, pairwise quality (pure).
+
+Plain values, no fixtures. The texts are real headlines and opening sentences from
+tests/data/clusters (see PROVENANCE.md there).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.cluster import (
+    DEFAULT_THRESHOLD,
+    Doc,
+    StoryIndex,
+    cluster_items,
+    extract_features,
+    pairwise_quality,
+    score_pair,
+)
+from aggregator.cluster._text import names, numbers, stem
+
+T0 = datetime(2016, 9, 13, 12, tzinfo=UTC)
+
+FOX = (
+    "West Virginia officer says he was fired for not shooting armed black man",
+    "A West Virginia police officer was reportedly fired after not shooting an armed man "
+    "during an incident in May. Then-Weirton police officer Stephen Mader was involved in a "
+    "heated exchange with Ronald D. Williams, 23, of Pittsburgh.",
+)
+WVPRESS = (
+    "Weirton fires officer who wouldn't shoot man with gun",
+    "CHARLESTON, W.Va. — Stephen Mader was fired from the Weirton Police Department for not "
+    "immediately shooting a man who had a gun, according to a lawyer for the family.",
+)
+WVA_TITLE_ONLY = ("W.Va. officer fired for not shooting at armed man", "")
+SVB = (
+    "Silicon Valley Bank seized by US regulators",
+    "California banking regulators on Friday closed SVB Financial Group, putting the "
+    "tech-heavy lender into receivership, and will dispose of its assets.",
+)
+SIGNATURE = (
+    "Signature Bank closed by state regulators",
+    "Signature Bank, which has 40 branches across the country including one in Woodmere and "
+    "one in Rockville Centre, was closed by state regulators as part of the same federal "
+    "action that closed Silicon Valley Bank in California.",
+)
+TRAINING_A = (
+    "US police departments clamoring for de-escalation training",
+    "SACO, Maine (AP) — Since the death of George Floyd and the protests that followed, "
+    "police departments around the country are increasingly pushing for de-escalation training.",
+)
+TRAINING_B = (
+    "De-escalation and the Advanced Officer Training Program",
+    "The Santa Cruz Police department, like many agencies in California, gave officers Critical "
+    "Incident Training (CIT) and exposed them to de-escalation training and tools.",
+)
+
+
+DEVSET = Path(__file__).parent / "data" / "clusters" / "search_a.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def background() -> list[tuple[str, str]]:
+    """The dev set's 166 real items: a newsroom's worth of word frequencies."""
+    data = yaml.safe_load(DEVSET.read_text(encoding="utf-8"))
+    return [(i["title"], i.get("text") or "") for c in data["clusters"] for i in c["items"]]
+
+
+def background_index(window: timedelta = timedelta(days=14)) -> StoryIndex:
+    """An index whose word rarity comes from the dev set, as a newsroom's window would."""
+    df: Counter[str] = Counter()
+    for title, text in background():
+        df.update(extract_features(title, text).doc)
+    return StoryIndex(window, vocabulary=(len(background()), df))
+
+
+def idf_of(*texts: tuple[str, str]) -> Callable[[str], float]:
+    """Word rarity over the given texts plus the dev set, as the index computes it."""
+    df: Counter[str] = Counter()
+    corpus = [*background(), *texts]
+    for title, text in corpus:
+        df.update(extract_features(title, text).doc)
+    n = len(corpus)
+    return lambda t: math.log((n + 2) / (df[t] + 1))
+
+
+# --- features -----------------------------------------------------------------------------
+
+
+def test_stem_meets_inflections():
+    assert stem("fired") == stem("fires") == stem("fire")
+    assert stem("shooting") == stem("shoot")
+    assert stem("bus") == "bus"  # short words are kept
+
+
+def test_place_abbreviations_are_spelled_out():
+    f = extract_features(*WVA_TITLE_ONLY)
+    assert {"west", "virginia"} <= f.doc
+    assert {"west", "virginia"} <= extract_features(*FOX).doc
+
+
+def test_numbers_and_years():
+    found, years = numbers("A $175K settlement, 175,000 dollars, 22.5 years, in 2016 and 3 days")
+    assert found == {"175000", "22.5"}
+    assert years == {"2016"}
+
+
+def test_names_skip_sentence_starts_unless_repeated():
+    assert "mader" in names("The officer Stephen Mader was fired.")
+    assert "former" not in names("Former officer Stephen Mader was fired. Mader spoke.")
+    # Capitalised twice and never in lower case: a name even at the start of sentences.
+    assert stem("signature") in names("Signature Bank closed. Signature had 40 branches.")
+
+
+def test_title_case_headlines_give_no_names():
+    f = extract_features("Derek Chauvin Found Guilty Of Murdering George Floyd", "")
+    assert f.names == frozenset()
+
+
+# --- pair scores ----------------------------------------------------------------------------
+
+
+def test_rewritten_headlines_of_one_event_score_above_the_threshold():
+    idf = idf_of(FOX, WVPRESS, WVA_TITLE_ONLY, SVB, SIGNATURE, TRAINING_A, TRAINING_B)
+    fox, wv, short = (extract_features(*x) for x in (FOX, WVPRESS, WVA_TITLE_ONLY))
+    assert score_pair(fox, wv, idf).score >= DEFAULT_THRESHOLD
+    assert score_pair(fox, short, idf).score >= DEFAULT_THRESHOLD
+    pair = score_pair(fox, wv, idf)
+    assert {"weirton", "mader"} <= set(pair.shared_names)
+
+
+def test_a_story_that_only_mentions_another_loses_score_for_the_missing_name():
+    idf = idf_of(FOX, WVPRESS, WVA_TITLE_ONLY, SVB, SIGNATURE, TRAINING_A, TRAINING_B)
+    fox, wv = extract_features(*FOX), extract_features(*WVPRESS)
+    pair = score_pair(extract_features(*SVB), extract_features(*SIGNATURE), idf)
+    assert stem("signature") in pair.missing_names
+    assert pair.score < score_pair(fox, wv, idf).score
+    # Its headline is not a name-free rewrite of the other: the title evidence is partial.
+    assert pair.title < 0.6
+
+
+def test_same_topic_vocabulary_is_not_the_same_event():
+    idf = idf_of(FOX, WVPRESS, WVA_TITLE_ONLY, SVB, SIGNATURE, TRAINING_A, TRAINING_B)
+    pair = score_pair(extract_features(*TRAINING_A), extract_features(*TRAINING_B), idf)
+    assert pair.score < DEFAULT_THRESHOLD
+
+
+def test_different_years_cost_score():
+    idf = idf_of(("a", ""), ("b", ""))
+    a = extract_features("House passes police bill in 2020", "")
+    b = extract_features("House passes police bill in 2021", "")
+    same = extract_features("House passes police bill in 2020 again", "")
+    assert score_pair(a, b, idf).year_conflict
+    assert score_pair(a, b, idf).score < score_pair(a, same, idf).score
+
+
+def test_score_is_symmetric():
+    idf = idf_of(FOX, WVPRESS, SVB)
+    a, b = extract_features(*FOX), extract_features(*WVPRESS)
+    assert score_pair(a, b, idf).score == pytest.approx(score_pair(b, a, idf).score)
+
+
+# --- the index and batch clustering ---------------------------------------------------------
+
+
+def docs_of(*texts: tuple[str, str], step: timedelta = timedelta(hours=1)) -> list[Doc]:
+    return [Doc(n, t, x, T0 + n * step) for n, (t, x) in enumerate(texts)]
+
+
+def test_cluster_items_merges_outlets_and_keeps_other_events_apart():
+    docs = docs_of(FOX, SVB, WVPRESS, TRAINING_A, WVA_TITLE_ONLY, TRAINING_B)
+    assignments = cluster_items(docs, index=background_index())
+    result = {a.key: a.story for a in assignments}
+    assert result[0] == result[2] == result[4]  # the three Weirton headlines
+    assert len({result[0], result[1], result[3], result[5]}) == 4
+    explained = [a for a in assignments if a.match is not None]
+    assert explained and all(a.match.pair.score >= DEFAULT_THRESHOLD for a in explained)
+
+
+def test_the_window_keeps_a_later_event_about_the_same_people_apart():
+    fired = Doc("fired", *FOX, T0)
+    retold = Doc("retold", FOX[0], FOX[1], T0 + timedelta(days=400))
+    result = {a.key: a.story for a in cluster_items([fired, retold])}
+    assert result["fired"] != result["retold"]
+    result = {a.key: a.story for a in cluster_items([fired, retold], window=timedelta(days=1000))}
+    assert result["fired"] == result["retold"]
+
+
+def test_apart_and_together_overrides_win():
+    docs = docs_of(FOX, WVPRESS, SVB)
+    apart = {a.key: a.story for a in cluster_items(docs, apart=[(0, 1)])}
+    assert apart[0] != apart[1]
+    together = {a.key: a.story for a in cluster_items(docs, together=[(0, 2)])}
+    assert together[0] == together[2]
+
+
+def test_index_expires_items_older_than_the_window():
+    index = StoryIndex(timedelta(days=14))
+    index.add("old", extract_features(*FOX), "s1", T0)
+    index.add("new", extract_features(*SVB), "s2", T0 + timedelta(days=10))
+    assert index.expire(T0 + timedelta(days=15)) == 1
+    assert "old" not in index and "new" in index
+    assert index.match(extract_features(*WVPRESS), DEFAULT_THRESHOLD) is None
+
+
+def test_index_excludes_stories_an_editor_split_off():
+    index = StoryIndex(timedelta(days=14))
+    index.add("fox", extract_features(*FOX), "s1", T0)
+    found = index.match(extract_features(*WVPRESS), DEFAULT_THRESHOLD)
+    assert found is not None and found.story == "s1"
+    assert index.match(extract_features(*WVPRESS), DEFAULT_THRESHOLD, exclude={"s1"}) is None
+
+
+def _synthetic(n: int) -> list[tuple[str, str]]:
+    """n items over a shared vocabulary: every word occurs in many of them."""
+    words = [f"w{i}" for i in range(300)]
+    out = []
+    for i in range(n):
+        picked = [words[(i * 7 + k * 13) % 300] for k in range(12)]
+        out.append((" ".join(picked[:6]), " ".join(picked[6:])))
+    return out
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.sampled_from([200, 800, 3200]))
+def test_items_beyond_the_window_cost_no_comparison_and_change_no_match(size):
+    """Review finding 20: the stored items older than the window (`size` of them, over the
+    same vocabulary as the new ones) must neither be compared with a new item nor change
+    what it matches: the per-item cost is the window's, whatever the store holds."""
+    now = T0 + timedelta(days=30)
+    recent = _synthetic(60)
+    old = _synthetic(size + 60)[60:]
+
+    def filled(with_old: bool) -> StoryIndex:
+        index = StoryIndex(timedelta(days=14))
+        if with_old:
+            for n, (title, text) in enumerate(old):
+                index.add(("old", n), extract_features(title, text), ("old", n), T0)
+        for n, (title, text) in enumerate(recent):
+            index.add(("new", n), extract_features(title, text), ("new", n), now)
+        index.expire(now)
+        return index
+
+    probes = recent[::6] + _synthetic(size + 80)[-10:]
+    results = []
+    for index in (filled(False), filled(True)):
+        found = [index.match(extract_features(t, x), DEFAULT_THRESHOLD) for t, x in probes]
+        results.append((index.comparisons, [None if m is None else m.story for m in found]))
+    (bare_cost, bare_found), (cost, found) = results
+    assert bare_cost > 0 and cost == bare_cost
+    assert found == bare_found
+    assert found[: len(recent[::6])] == [("new", n) for n in range(0, 60, 6)]  # own copies
+
+
+def test_comparisons_are_counted_not_timed():
+    """Ten times the items in the window, at most twice the comparisons per new item."""
+    small, large = StoryIndex(timedelta(days=14)), StoryIndex(timedelta(days=14))
+    for index, size in ((small, 800), (large, 8000)):
+        for n, (title, text) in enumerate(_synthetic(size)):
+            index.add(n, extract_features(title, text), n, T0)
+        for title, text in _synthetic(size + 10)[-10:]:
+            index.match(extract_features(title, text), DEFAULT_THRESHOLD)
+    assert small.comparisons > 0
+    assert large.comparisons <= 2 * small.comparisons
+
+
+# --- quality ---------------------------------------------------------------------------------
+
+
+def test_pairwise_quality():
+    gold = {1: "a", 2: "a", 3: "a", 4: "b"}
+    q = pairwise_quality(gold, {1: "x", 2: "x", 3: "y", 4: "y"})
+    assert (q.true_pairs, q.predicted_pairs, q.correct_pairs) == (3, 2, 1)
+    assert q.precision == 0.5 and q.recall == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        pairwise_quality(gold, {1: "x"})
+
+
+# --- the semantic signal (with a stand-in embedder: the real one is an optional extra) -----
+
+
+def fake_embed(table: dict[str, tuple[float, ...]]):
+    """Texts -> unit vectors by the first word of the title (stands in for the model)."""
+
+    def embed(texts):
+        return [table[t.split()[0]] for t in texts]
+
+    return embed
+
+
+def test_semantic_signal_joins_a_rewrite_the_words_miss_when_verified():
+    a = Doc("a", "Weirton fires officer who refused to shoot", "Stephen Mader was let go.", T0)
+    b = Doc("b", "Mader loses badge after talking man down", "Stephen Mader in Weirton.", T0)
+    close = {"Weirton": (1.0, 0.0), "Mader": (0.96, 0.28)}  # cosine 0.96
+    lexical = {x.key: x.story for x in cluster_items([a, b], threshold=0.9)}
+    assert lexical["a"] != lexical["b"]
+    both = cluster_items([a, b], threshold=0.9, embed=fake_embed(close), semantic_threshold=0.8)
+    assert both[1].story == "a" and both[1].match is not None
+    assert both[1].match.signal == "semantic" and both[1].match.cosine == pytest.approx(0.96)
+
+
+def test_semantic_signal_is_vetoed_by_a_conflicting_state():
+    a = Doc("a", "Ohio police adopt de-escalation training", "Officers in Ohio train.", T0)
+    b = Doc("b", "Texas police adopt de-escalation training", "Officers in Texas train.", T0)
+    same = {"Ohio": (1.0, 0.0), "Texas": (1.0, 0.0)}  # cosine 1.0: "alike"
+    result = cluster_items([a, b], threshold=0.9, embed=fake_embed(same))
+    assert result[0].story != result[1].story
+
+
+def test_vectors_pack_to_float32_bytes():
+    from aggregator.cluster import pack, unpack
+
+    v = (0.25, -0.5, 1.0)
+    assert len(pack(v)) == 12 and unpack(pack(v)) == v
+
+
+# --- the optional model: clear errors, one load (review finding 10) -------------------------
+
+
+def test_semantic_on_without_the_extra_is_a_config_error_naming_the_setting(tmp_path):
+    from aggregator.exceptions import ConfigError
+    from aggregator.pipeline._cluster import RunClusterer
+    from aggregator.storage import open_storage
+    from aggregator.types import ClusterSettings
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}", now)
+    try:
+        for mode, fails in (("on", True), ("auto", False), ("off", False)):
+            clusterer = RunClusterer(
+                settings=ClusterSettings(semantic=mode),  # type: ignore[arg-type]
+                storage=storage,
+                now=now,
+                load_embed=lambda: None,  # the extra is not installed
+            )
+            if fails:
+                with pytest.raises(ConfigError, match=r"clustering\.semantic: is on, but"):
+                    _ = clusterer.embed
+            else:
+                assert clusterer.embed is None
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("error", [OSError("model.safetensors missing"), ImportError("torch")])
+def test_a_broken_install_is_a_config_error_not_a_traceback(monkeypatch, error):
+    import aggregator._embeddings as emb
+    from aggregator.classify._learned import EmbeddingEncoder
+    from aggregator.cluster import load_embedder
+    from aggregator.exceptions import ConfigError
+
+    def broken():
+        raise error
+
+    monkeypatch.setattr(emb, "embeddings_installed", lambda: True)
+    monkeypatch.setattr("aggregator.cluster._semantic.embeddings_installed", lambda: True)
+    monkeypatch.setattr(emb, "_model", broken)
+    with pytest.raises(ConfigError, match=r"clustering\.semantic: the `embeddings` extra"):
+        load_embedder()
+    with pytest.raises(ConfigError, match=r"classify\.model: the `embeddings` extra"):
+        EmbeddingEncoder()
+
+
+def test_clustering_and_classification_share_one_model(monkeypatch):
+    import aggregator._embeddings as emb
+    from aggregator.classify._learned import EmbeddingEncoder
+    from aggregator.cluster import load_embedder
+
+    loads: list[int] = []
+
+    class Model:
+        def encode(self, texts, **kw):
+            import numpy as np
+
+            return np.ones((len(texts), 384), dtype="float32") / math.sqrt(384)
+
+    @functools.lru_cache(maxsize=1)
+    def fake_model():
+        loads.append(1)
+        return Model()
+
+    monkeypatch.setattr(emb, "embeddings_installed", lambda: True)
+    monkeypatch.setattr("aggregator.cluster._semantic.embeddings_installed", lambda: True)
+    monkeypatch.setattr(emb, "_model", fake_model)
+    embed = load_embedder()
+    assert embed is not None and len(embed(["a"])[0]) == 384
+    assert EmbeddingEncoder().encode(["a", "b"]).shape == (2, 384)
+    assert loads == [1]
