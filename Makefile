@@ -40,8 +40,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The benchmark (bench/__main__.py): 1,000 generated sources against lemon24/reader, paired
+# rounds, scaling, clustering; writes bench/RESULTS.md and bench/results.json. Minutes long.
+# BENCH_FLAGS=--quick is the CI configuration (100 sources, one round; tests/test_bench.py).
+BENCH_FLAGS ?=
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -14,7 +14,7 @@ import html
 import re
 import unicodedata
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nh3
 
@@ -70,7 +70,9 @@ def clean_text(text: str) -> str:
 def _strip_url(url: str) -> str:
     # WHATWG URL parsing drops leading/trailing C0 controls and spaces and removes tab/newline
     # anywhere: "java\tscript:" is "javascript:" to a browser, so it must be to us.
-    return re.sub(r"[\t\n\r]", "", url).strip(_C0_AND_SPACE)
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = re.sub(r"[\t\n\r]", "", url)
+    return url.strip(_C0_AND_SPACE)
 
 
 def safe_link(url: str | None) -> str | None:
@@ -96,7 +98,11 @@ def canonical_url(url: str | None) -> str | None:
     link = safe_link(url)
     if link is None:
         return None
-    parts = urlsplit(link)
+    return _canonical(urlsplit(link))
+
+
+def _canonical(parts: SplitResult) -> str | None:
+    """canonical_url of a link `safe_link` accepted, already split."""
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")
     try:
@@ -107,7 +113,7 @@ def canonical_url(url: str | None) -> str | None:
         host = f"[{host}]"
     port = parts.port
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    query = urlencode(
+    query = parts.query and urlencode(
         [
             (k, v)
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -166,7 +172,7 @@ def _utc(value: datetime | None) -> datetime | None:
 def normalize_entry(entry: Entry, source_id: str) -> Item | None:
     """Entry -> Item; None when the entry has nothing to show (no title, link or text)."""
     link = safe_link(entry.link)
-    url = canonical_url(link)
+    url = _canonical(urlsplit(link)) if link else None  # canonical_url(link), split once
     summary_raw = entry.summary or ""
     summary_html = sanitize_html(summary_raw) if summary_raw else ""
     summary_text = html_to_text(summary_html) if summary_html else ""

@@ -21,6 +21,7 @@ import feedparser
 from feedparser.mixin import _FeedParserMixin
 
 from aggregator.parse._errors import Unreadable
+from aggregator.parse._fastfeed import parse_plain_feed
 from aggregator.parse._sniff import charset
 from aggregator.types import Entry, Parsed
 
@@ -35,7 +36,19 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 def parse_xml_feed(content: bytes, url: str, content_type: str | None = None) -> Parsed:
-    """Parse RSS/Atom bytes; raise `Unreadable` when they hold no readable feed."""
+    """Parse RSS/Atom bytes; raise `Unreadable` when they hold no readable feed.
+
+    Plain, well-formed RSS 2.0 and Atom take the lxml fast path (`_fastfeed`), which gives
+    what feedparser would; everything else goes to feedparser.
+    """
+    fast = parse_plain_feed(content, url, content_type)
+    if fast is not None:
+        return fast
+    return parse_with_feedparser(content, url, content_type)
+
+
+def parse_with_feedparser(content: bytes, url: str, content_type: str | None = None) -> Parsed:
+    """`parse_xml_feed` without the fast path (the reference the fast path is tested against)."""
     result = _run_feedparser(content, url, content_type)
     version = str(result.get("version") or "")
     raw_entries: list[Any] = list(result.get("entries") or [])

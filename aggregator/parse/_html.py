@@ -59,12 +59,16 @@ class _DepthProbe:
 
 def load_html(content: bytes) -> BeautifulSoup:
     """Build the tree; raise `Unreadable` (parse_error) for pathologically deep documents."""
-    probe = etree.HTMLParser(target=_DepthProbe(), recover=True)
-    try:
-        probe.feed(content)
-        depth: int = probe.close()
-    except etree.Error:
-        depth = 0  # lxml gave up; bs4 below decides whether anything is readable
+    depth = 0
+    # A document with fewer tags than MAX_DEPTH cannot nest deeper; skip the probe (a Python
+    # callback per element) for it.
+    if content.count(b"<") > MAX_DEPTH:
+        probe = etree.HTMLParser(target=_DepthProbe(), recover=True)
+        try:
+            probe.feed(content)
+            depth = probe.close()
+        except etree.Error:
+            depth = 0  # lxml gave up; bs4 below decides whether anything is readable
     if depth > MAX_DEPTH:
         raise Unreadable(
             "parse_error",

@@ -1,0 +1,241 @@
+"""One measured cycle pair in a fresh process: ours (`run_once` twice) or the peer's.
+
+    python -m bench.cycle ours   --base URL --sources N --dir DIR
+    python -m bench.cycle reader --base URL --sources N --dir DIR --workers W
+
+Prints one JSON object on stdout. Each side runs in its own process so that its peak RSS
+and its imports are its own, and so that one side's garbage cannot slow the other. Only the
+update calls are timed (imports, set-up and adding feeds are not), for both peers alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import MIX, TOPICS, fixed_now, generate_corpus
+
+# Section rules from the corpus's topic words, so classify has real work to do.
+_RULES = {
+    "politics": "[parliament, election*, coalition, {term: chancellor, weight: 2}, senator*]",
+    "sport": "[cup, transfer, striker, {term: league, weight: 2}, olympic*, derby]",
+    "tech": "[chip, software, {term: AI, weight: 2}, browser, encryption, smartphone]",
+    "science": "[astronom*, research*, {term: scientists, weight: 2}, vaccine, species]",
+    "business": "[bank, profit*, investors, {term: interest rates, weight: 2}, merger]",
+}
+
+
+def paths(sources: int) -> list[tuple[str, str]]:
+    """(path, kind) of every source of the corpus, as the server serves them."""
+    corpus = generate_corpus(sources, fixed_now())
+    return [(d.path, d.kind) for d in corpus.documents]
+
+
+def write_config(
+    folder: Path, base: str, sources: int, concurrency: int, clustering: bool = True
+) -> Path:
+    lines = [
+        "newsletter: {title: Bench, link: 'https://bench.example.org/', description: b, "
+        "timezone: UTC}",
+        "storage: {database: 'sqlite:///bench.db'}",
+        "output: {dir: out}",
+        f"fetch: {{allow_private_network: true, concurrency: {concurrency}, "
+        f"per_host: {min(concurrency, 32)}}}",
+        # 5 sections x 40: the weekly digest of 200 stories.
+        "digest: {max_per_section: 40}",
+        *([] if clustering else ["clustering: {enabled: false}"]),
+        "sources:",
+    ]
+    topics = list(TOPICS)
+    for n, (path, _kind) in enumerate(paths(sources)):
+        lines.append(
+            f"  - {{id: s{n:05d}, name: Outlet {n}, url: '{base}{path}', "
+            f"section: {topics[n % len(topics)]}}}"
+        )
+    lines.append("sections:")
+    lines += [f"  - {{id: {t}, title: {t.title()}, rules: {_RULES[t]}}}" for t in topics]
+    path = folder / "feeds.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class RssSampler:
+    """Peak resident memory of this process and all its descendants (parse workers and the
+    fork server), sampled from /proc every 100 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, tree_rss(os.getpid()))
+
+
+def tree_rss(root: int) -> int:
+    """Bytes of memory `root` and its descendants hold: the sum of their proportional set
+    sizes (PSS, Linux), so pages the fork server shares with its workers count once."""
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _pss(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:  # a child belongs to the thread that started it
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def run_ours(
+    base: str, sources: int, folder: Path, concurrency: int, clustering: bool = True
+) -> dict[str, Any]:
+    from aggregator import pipeline
+    from aggregator.config import load_config
+    from aggregator.pipeline._outputs import _environment, render_period
+    from aggregator.render import render_digest
+    from aggregator.storage import open_storage
+
+    config = load_config(write_config(folder, base, sources, concurrency, clustering))
+    out: dict[str, Any] = {"peer": "ours", "sources": sources, "clustering": clustering}
+    with RssSampler() as rss:
+        for label in ("first", "second"):
+            now = datetime.now(UTC)
+            storage = open_storage(config.database, now)
+            times = pipeline.StageTimes()
+
+            async def go(
+                storage: Any = storage, now: datetime = now, times: Any = times
+            ) -> pipeline.RunReport:
+                async with pipeline.open_client(config) as client:
+                    return await pipeline.run_once(config, storage, client, now, timings=times)
+
+            try:
+                w0, c0 = time.perf_counter(), time.process_time()
+                report = asyncio.run(go())
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                out[label] = {
+                    "wall": wall,
+                    "cpu_main": cpu,
+                    "stages": times.as_dict(),
+                    "new_items": sum(r.new_items for r in report.results),
+                    "not_modified": sum(r.not_modified for r in report.results),
+                    "failed": [f"{r.source_id}: {r.error}" for r in report.failed][:5],
+                    "failed_count": len(report.failed),
+                    "stored_items": storage.count_items(),
+                    "stories": len(storage.get_stories()),
+                }
+                if label == "first":
+                    # The weekly digest of (up to) 200 stories: 5 sections x 40. `wall` is
+                    # the rendering (templates, inlined CSS, .eml); `build_wall` adds reading
+                    # the week's items from the store, selecting and ranking.
+                    w0 = time.perf_counter()
+                    week = (now - timedelta(days=7), now + timedelta(minutes=1))
+                    digest, _ = render_period(config, storage, now, *week)
+                    build = time.perf_counter() - w0
+                    w0 = time.perf_counter()
+                    render_digest(
+                        digest,
+                        _environment(config.templates_dir),
+                        source_urls={s.id: s.url for s in config.sources},
+                        sender=config.digest.sender,
+                        teaser_chars=config.digest.teaser_chars,
+                    )
+                    out["digest"] = {
+                        "wall": time.perf_counter() - w0,
+                        "build_wall": build,
+                        "stories": digest.story_count,
+                    }
+            finally:
+                storage.close()
+    out["store_bytes"] = sum(p.stat().st_size for p in folder.glob("bench.db*"))
+    out["peak_rss_tree"] = rss.peak
+    out["peak_rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def run_reader(base: str, sources: int, folder: Path, workers: int) -> dict[str, Any]:
+    from reader import make_reader
+
+    reader = make_reader(str(folder / "reader.sqlite"))
+    for path, _kind in paths(sources):
+        reader.add_feed(base + path)
+    out: dict[str, Any] = {"peer": "reader", "sources": sources, "workers": workers}
+    with RssSampler() as rss:
+        for label in ("first", "second"):
+            w0, c0 = time.perf_counter(), time.process_time()
+            reader.update_feeds(workers=workers, scheduled=False)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            counts = reader.get_entry_counts()
+            broken = sum(1 for f in reader.get_feeds() if f.last_exception)
+            out[label] = {
+                "wall": wall,
+                "cpu_main": cpu,
+                "stored_items": counts.total,
+                "failed_count": broken,
+            }
+    reader.close()
+    out["store_bytes"] = sum(p.stat().st_size for p in folder.glob("reader.sqlite*"))
+    out["peak_rss_tree"] = rss.peak
+    out["peak_rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cycle")
+    parser.add_argument("peer", choices=["ours", "reader"])
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--sources", type=int, required=True)
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=8, help="reader's update_feeds workers")
+    parser.add_argument("--concurrency", type=int, default=16, help="our fetch concurrency")
+    parser.add_argument(
+        "--clustering", type=int, default=1, help="0: cross-source clustering off (diagnosis)"
+    )
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    if args.peer == "ours":
+        result = run_ours(
+            args.base, args.sources, args.dir, args.concurrency, bool(args.clustering)
+        )
+    else:
+        result = run_reader(args.base, args.sources, args.dir, args.workers)
+    result["mix"] = dict(MIX)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

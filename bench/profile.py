@@ -1,0 +1,105 @@
+"""A profile of one cycle: `python -m bench.profile [--sources N] [--out bench/PROFILE.txt]`.
+
+pyinstrument (a sampling profiler) records the main process of a first cycle into an empty
+store and of the unchanged second cycle (every source answers 304), and a cProfile of the
+parse work of one worker's share (the worker processes are not sampled by pyinstrument).
+pyinstrument samples every millisecond, which slows tight pure-Python loops (clustering's
+scoring) more than C-heavy code; compare shares within one profile, not across tools. The
+text goes to `--out`; docs/design.md ("Performance") explains its top items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyinstrument import Profiler
+
+from bench.corpus import fixed_now, generate_corpus
+from bench.cycle import write_config
+from bench.server import ServerProcess
+
+
+def profile_cycles(sources: int, clustering: bool = True) -> str:
+    from aggregator import pipeline
+    from aggregator.config import load_config
+    from aggregator.storage import open_storage
+
+    parts: list[str] = []
+    with ServerProcess(sources) as base, tempfile.TemporaryDirectory() as tmp:
+        config = load_config(write_config(Path(tmp), base, sources, 16, clustering))
+        for label in ("first cycle (empty store)", "second cycle (unchanged, all 304)"):
+            now = datetime.now(UTC)
+            storage = open_storage(config.database, now)
+
+            async def go(storage: object = storage, now: datetime = now) -> None:
+                async with pipeline.open_client(config) as client:
+                    await pipeline.run_once(config, storage, client, now)  # type: ignore[arg-type]
+
+            profiler = Profiler(interval=0.001, async_mode="disabled")
+            profiler.start()
+            asyncio.run(go())
+            profiler.stop()
+            storage.close()
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            parts.append(f"=== main process, {label}, {sources} sources ===\n{text}")
+    return "\n".join(parts)
+
+
+def profile_worker(sources: int) -> str:
+    """cProfile of prepare_items over the corpus bytes, in this process (a worker's work)."""
+    from aggregator import pipeline
+    from aggregator.classify import make_classifier
+    from aggregator.config import load_config
+    from aggregator.types import Fetched
+
+    corpus = generate_corpus(sources, fixed_now())
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(write_config(Path(tmp), "http://127.0.0.1:1", sources, 16))
+    classifier = make_classifier(config.sections, config.topic)
+    fetched = [
+        (Fetched(s.id, s.url, 200, d.body, d.content_type), s)
+        for s, d in zip(config.sources, corpus.documents, strict=True)
+    ]
+    prof = cProfile.Profile()
+    prof.enable()
+    for f, source in fetched:
+        pipeline.prepare_items(f, source, classifier, 1000)
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(25)
+    text = out.getvalue().replace(str(Path.cwd()) + "/", "")
+    return f"=== parse worker's work (prepare_items), {sources} sources, cProfile ===\n{text}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--sources", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "PROFILE.txt")
+    parser.add_argument(
+        "--clustering",
+        choices=("on", "off", "both"),
+        default="both",
+        help="profile the cycles with cross-source clustering on, off, or both (default)",
+    )
+    args = parser.parse_args()
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.clustering]
+    parts = []
+    for clustering in modes:
+        head = f"##### clustering {'on' if clustering else 'off'} #####\n"
+        parts.append(head + profile_cycles(args.sources, clustering))
+    text = "\n".join(parts) + "\n" + profile_worker(args.sources)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

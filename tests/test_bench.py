@@ -1,0 +1,63 @@
+"""The benchmark in its CI configuration (100 sources, one round), so it cannot rot.
+
+No timing is asserted: the machine running the tests is not the reference machine. What is
+checked is that every part ran and wrote its rows: both peers' cycles, the stages, the second
+cycle's 304s, the scaling row, the results file and its Markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import STAGES, main
+from bench.corpus import MIX, fixed_now, generate_corpus
+
+pytestmark = pytest.mark.slow
+
+
+def test_corpus_mixes_formats_and_repeats_stories() -> None:
+    corpus = generate_corpus(200, fixed_now())
+    kinds = [d.kind for d in corpus.documents]
+    assert len(kinds) == 200
+    for kind, share in MIX:
+        assert kinds.count(kind) == round(200 * share)
+    assert 0.10 <= corpus.duplicates / corpus.items <= 0.15
+    assert generate_corpus(200, fixed_now()) == corpus  # deterministic
+    # repeated stories carry tracking parameters, in every format
+    for kind, _ in MIX:
+        assert any(
+            b"utm_source=" in d.body or b"fbclid=" in d.body
+            for d in corpus.documents
+            if d.kind == kind
+        )
+
+
+def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["sources"] == 100
+    [pair] = results["pairs"]
+    ours, reader = pair["ours"], pair["reader"]
+    assert ours["first"]["failed_count"] == 0
+    assert ours["first"]["stored_items"] == 3000  # every item of every format, pages included
+    assert ours["second"]["not_modified"] == 100  # the unchanged cycle is all 304s
+    assert ours["second"]["new_items"] == 0
+    assert set(ours["first"]["stages"]) == set(STAGES)
+    assert ours["digest"]["stories"] > 0
+    assert ours["peak_rss_tree"] > 0 and ours["store_bytes"] > 0
+    assert reader["first"]["stored_items"] > 0  # the peer really ran on the same sources
+    assert pair["ratio_first"] > 0
+    assert [row["sources"] for row in results["scaling"]] == [100]
+    assert set(results["summary"]["targets"]) >= {
+        "full cycle >= 3x faster than reader",
+        "second cycle >= 10x faster than first",
+        "peak memory < 300 MB",
+        "digest of 200 stories < 1 s",
+    }
+    table = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Targets", "## Paired rounds", "## Stages of our first cycle", "## Scaling"):
+        assert heading in table
+    assert "reader" in table and "| 100 | 3,000 |" in table
