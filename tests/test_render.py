@@ -244,6 +244,27 @@ def test_also_reported_by(env: jinja2.Environment) -> None:
     assert "Also reported by" not in plain.html and "Also reported by" not in plain.text
 
 
+def test_also_reported_by_names_each_other_outlet_once(env: jinja2.Environment) -> None:
+    # Hacker News posted the story three times, and the lead's own outlet (LWN) once more:
+    # the line names each *other* outlet once, with its first item's link.
+    others = (
+        make_item(10, source="hn", link="https://news.ycombinator.com/item?id=1"),
+        make_item(11, source="lwn"),
+        make_item(12, source="hn", link="https://news.ycombinator.com/item?id=2"),
+        make_item(13, source="ars"),
+        make_item(14, source="hn", link="https://news.ycombinator.com/item?id=3"),
+    )
+    r = render(make_digest((SECURITY, (make_story(1, others=others),))), env)
+    p = html_tree(r.html).find_class("others")[0]
+    assert p.text_content() == "Also reported by: Hacker News, Ars Technica"
+    hrefs = [a.get("href") for a in p.iter("a")]
+    assert hrefs == [
+        "https://news.ycombinator.com/item?id=1",
+        "https://ars.example.com/articles/13",
+    ]
+    assert "item?id=2" not in r.text and "item?id=3" not in r.text
+
+
 def test_and_n_more(env: jinja2.Environment) -> None:
     r = render(make_digest((SECURITY, (make_story(1),), 7), (PYTHON, (make_story(2),))), env)
     more = html_tree(r.html).find_class("more")

@@ -70,12 +70,25 @@ def story_view(
         date=story_date(story.lead),
         summary=item.summary_text,
         section=section_titles.get(story.section) if story.section else None,
-        others=tuple(
-            OtherView(
-                title=o.item.title,
-                link=o.item.link or o.item.url,
-                source=names.get(o.item.source_id, o.item.source_id),
-            )
-            for o in story.others
-        ),
+        others=_other_outlets(story, names),
     )
+
+
+def _other_outlets(story: Story, names: Mapping[str, str]) -> tuple[OtherView, ...]:
+    """ "Also reported by": one entry per other outlet (its earliest item in the story's
+    order), never the lead's own outlet again: a source that posted the story twice is one
+    outlet, not two."""
+    seen = {story.lead.item.source_id}
+    out = []
+    for other in story.others:
+        if other.item.source_id in seen:
+            continue
+        seen.add(other.item.source_id)
+        out.append(
+            OtherView(
+                title=other.item.title,
+                link=other.item.link or other.item.url,
+                source=names.get(other.item.source_id, other.item.source_id),
+            )
+        )
+    return tuple(out)
