@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,19 @@ from aggregator.cluster import (
     pairwise_quality,
     score_pair,
 )
-from aggregator.cluster._text import names, numbers, stem
+from aggregator.cluster._index import Match
+from aggregator.cluster._score import ScoreBound
+from aggregator.cluster._text import (
+    _PLACE_RE,
+    _PLACES,
+    _STATE_RE,
+    _STATES,
+    names,
+    normalize_text,
+    numbers,
+    states,
+    stem,
+)
 
 T0 = datetime(2016, 9, 13, 12, tzinfo=UTC)
 
@@ -107,6 +120,15 @@ def test_place_abbreviations_are_spelled_out():
     f = extract_features(*WVA_TITLE_ONLY)
     assert {"west", "virginia"} <= f.doc
     assert {"west", "virginia"} <= extract_features(*FOX).doc
+
+
+def test_a_look_alike_abbreviation_is_kept_as_written():
+    # Dotless i matches the case-insensitive pattern for "Ill." but lower-cases to no key:
+    # it once raised KeyError, which would have failed the item's whole source.
+    odd = "Police in Springfield, \u0131ll. said"
+    assert normalize_text(odd) == odd
+    assert "Illinois" in normalize_text("Police in Springfield, Ill. said")
+    extract_features("Officer in \u0131ll. fired", "")  # no error
 
 
 def test_numbers_and_years():
@@ -272,6 +294,77 @@ def test_comparisons_are_counted_not_timed():
             index.match(extract_features(title, text), DEFAULT_THRESHOLD)
     assert small.comparisons > 0
     assert large.comparisons <= 2 * small.comparisons
+
+
+# --- the fast paths change no result ---------------------------------------------------------
+
+
+def _features_of_background():
+    return [extract_features(t, x) for t, x in background()]
+
+
+def test_score_bound_never_rules_out_a_pair_that_reaches_the_floor():
+    """ScoreBound (the cheap half of score_pair) over every ordered pair of the dev set's
+    items, at floors around the scores: a pair whose score reaches a floor always passes."""
+    index = background_index()
+    feats = _features_of_background()
+    idf = index.idf
+    checked = ruled_out = 0
+    for a in feats:
+        bound = ScoreBound(a, {t: idf(t) for f in feats for t in f.doc | f.title | f.names})
+        for b in feats:
+            score = score_pair(a, b, idf).score
+            for floor in (score - 0.05, score, score + 1e-12, 0.05, DEFAULT_THRESHOLD, 0.5):
+                reaches = bound.reaches(b, floor)
+                assert reaches or score < floor, (a, b, floor)
+                checked += 1
+                ruled_out += not reaches
+    assert ruled_out > checked // 4  # and it does rule pairs out
+
+
+def _match_in_full(index: StoryIndex, features, threshold: float) -> Match | None:
+    """What StoryIndex.match returned before its bound: every candidate scored in full."""
+    best: Match | None = None
+    for key in index.candidates(features):
+        pair = index.score(features, key)
+        assert pair is not None
+        if pair.score >= threshold and (best is None or pair.score > best.pair.score):
+            best = Match(story=index.story_of(key), item=key, pair=pair)
+    return best
+
+
+@pytest.mark.parametrize("threshold", [0.1, DEFAULT_THRESHOLD, 0.4])
+def test_index_match_equals_scoring_every_candidate(threshold):
+    """The same story, member, score and evidence as scoring every candidate, with word
+    rarity from the window (changing as items are added) and from a fixed vocabulary."""
+    docs = sorted(((t, x, i) for i, (t, x) in enumerate(background())), key=lambda d: (d[0], d[2]))
+    for index in (StoryIndex(timedelta(days=14)), background_index()):
+        for n, (title, text, _) in enumerate(docs):
+            features = extract_features(title, text)
+            found = index.match(features, threshold)
+            assert found == _match_in_full(index, features, threshold)
+            index.add(n, features, found.story if found else n, T0)
+
+
+TRICKY = [
+    "W.Va. officer; U.S. and n.y. and D.C.",
+    "In \u212aansas and \u0130LLINOIS, not \u0131llinois: Ar\u212aansas",
+    "Missi\u017f\u017fippi, Calif., mi\u017f\u017f. and Ka\u017f.",
+    "West Virginia, Virginia, west virginia_x, texas1 and Texasé",
+    "New York-ish NEW YORK newyork Rhode Island.",
+    "la. ala. w.va.x Ill.-based mass.",
+    "Mr. Smith went to Ind. and Mo. St. Louis",
+    "no states, no abbreviations at all",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_fast_state_and_place_searches_agree_with_the_full_ones(text):
+    assert set(_STATES) and set(_PLACES)
+    assert states(text) == frozenset(m.group(1).lower() for m in _STATE_RE.finditer(text))
+    plain = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    expected = _PLACE_RE.sub(lambda m: " " + _PLACES[m.group(1).lower()].title() + " ", plain)
+    assert normalize_text(text) == expected
 
 
 # --- quality ---------------------------------------------------------------------------------

@@ -7,8 +7,15 @@ at most `max_candidates` candidates, and only those are scored. So the work per 
 bounded by `probe_tokens * max_postings` look-ups and `max_candidates` comparisons, however
 many items the store holds; items older than the window leave the index (`expire`).
 
-`comparisons` counts the pairs scored, for the flat-cost test and the benchmark.
-Imports only the cluster stage's own modules.
+Scoring a candidate is cheap first: word rarity is looked up once per word while the window
+stays as it is (`_Weights`), and a candidate is scored in full (`score_pair`) only when the
+upper bound of its score (`ScoreBound`) could change the outcome: reach the threshold, beat
+the best match so far, or, with a vector and no lexical match yet, pass the semantic
+signal's lexical floor. Which story an item joins, and the scores and evidence recorded, are
+those of scoring every candidate in full.
+
+`comparisons` counts the candidates compared (bounded or scored), for the flat-cost test and
+the benchmark. Imports only the cluster stage's own modules.
 """
 
 from __future__ import annotations
@@ -17,12 +24,12 @@ import heapq
 import itertools
 import math
 from collections import Counter, deque
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aggregator.cluster._score import PairScore, score_pair
-from aggregator.cluster._semantic import Vector, cosine, verified
+from aggregator.cluster._score import PairScore, ScoreBound, score_pair
+from aggregator.cluster._semantic import VERIFY_FLOOR, Vector, cosine, verified
 from aggregator.cluster._text import Features
 
 DEFAULT_MAX_POSTINGS = 64
@@ -55,6 +62,20 @@ class Match:
         return "semantic" if self.cosine is not None else f"lexical:{self.pair.signal}"
 
 
+class _Weights(dict[str, float]):
+    """token -> idf, each computed on first use by `idf` (the same float), until cleared."""
+
+    __slots__ = ("_idf",)
+
+    def __init__(self, idf: Callable[[str], float]) -> None:
+        super().__init__()
+        self._idf = idf
+
+    def __missing__(self, token: str) -> float:
+        value = self[token] = self._idf(token)
+        return value
+
+
 def _keys(features: Features) -> Iterator[str]:
     yield from features.doc
     for n in features.numbers:
@@ -76,7 +97,16 @@ class StoryIndex:
         self.window = window
         # Word rarity: from the window itself, or from a fixed (documents, frequencies)
         # pair, e.g. a whole evaluation batch, whose window alone would be too small.
+        # Taken as fixed: a vocabulary must not change while the index uses it.
         self._vocabulary = vocabulary
+        # The idf of each token looked up since the window last changed (any add or remove
+        # changes the number of items, so every idf; a vocabulary's never changes).
+        self._weights = _Weights(self.idf)
+        # ScoreBound needs every idf above 0: always so over the window (df <= items), and
+        # so over a vocabulary whose frequencies stay below its document count + PRIOR_DOCS.
+        self._bounded = vocabulary is None or max(vocabulary[1].values(), default=0) < (
+            vocabulary[0] + PRIOR_DOCS + 1
+        )
         self.max_postings = max_postings
         self.probe_tokens = probe_tokens
         self.max_candidates = max_candidates
@@ -117,6 +147,8 @@ class StoryIndex:
         """Index an item (a key already present is replaced); `vector` is its embedding."""
         if key in self._entries:
             self.remove(key)
+        if self._vocabulary is None:
+            self._weights.clear()
         self._entries[key] = _Entry(features, story, when, vector)
         heapq.heappush(self._order, (when, next(self._seq), key))
         for token in set(_keys(features)):
@@ -130,6 +162,8 @@ class StoryIndex:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
+        if self._vocabulary is None:
+            self._weights.clear()
         for token in set(_keys(entry.features)):
             self._df[token] -= 1
             if self._df[token] <= 0:
@@ -157,18 +191,20 @@ class StoryIndex:
 
     def candidates(self, features: Features) -> list[Hashable]:
         """The indexed items sharing the most of this item's rarest words and numbers."""
+        df, postings, entries, weights = self._df, self._postings, self._entries, self._weights
+        # Rarest first, ties by token: sorted by token, then (stable) by document frequency.
         probes = sorted(
-            (k for k in set(_keys(features)) if k in self._postings),
-            key=lambda k: (self._df[k], k),
-        )[: self.probe_tokens]
+            sorted(k for k in set(_keys(features)) if k in postings), key=df.__getitem__
+        )
         hits: dict[Hashable, float] = {}
-        for token in probes:
-            weight = self.idf(token)
-            for key in self._postings[token]:
-                if key in self._entries:
-                    hits[key] = hits.get(key, 0.0) + weight
-        ranked = sorted(hits.items(), key=lambda kv: -kv[1])
-        return [key for key, _ in ranked[: self.max_candidates]]
+        get = hits.get
+        for token in probes[: self.probe_tokens]:
+            weight = weights[token]
+            for key in postings[token]:
+                if key in entries:
+                    hits[key] = get(key, 0.0) + weight
+        # Most weight first, ties in the order found (a stable sort).
+        return sorted(hits, key=hits.__getitem__, reverse=True)[: self.max_candidates]
 
     def match(
         self,
@@ -185,16 +221,33 @@ class StoryIndex:
         semantic signal, if verified (see `_semantic.verified`); lexical matches win."""
         best: Match | None = None
         semantic: Match | None = None
+        weights = self._weights
+        idf = weights.__getitem__
+        bound = ScoreBound(features, weights) if self._bounded else None
+        entries = self._entries
         for key in self.candidates(features):
-            entry = self._entries[key]
+            entry = entries[key]
             if entry.story in exclude:
                 continue
             self.comparisons += 1
-            pair = score_pair(features, entry.features, self.idf)
+            semantic_open = best is None and vector is not None and entry.vector is not None
+            if bound is not None:
+                # The score this candidate must reach to change anything: beat the best
+                # match, else reach the threshold, or the semantic floor if it may count.
+                if best is not None:
+                    floor = best.pair.score
+                elif semantic_open:
+                    floor = min(threshold, VERIFY_FLOOR)
+                else:
+                    floor = threshold
+                if not bound.reaches(entry.features, floor):
+                    continue
+            pair = score_pair(features, entry.features, idf)
             if pair.score >= threshold:
                 if best is None or pair.score > best.pair.score:
                     best = Match(story=entry.story, item=key, pair=pair)
-            elif vector is not None and entry.vector is not None:
+            elif semantic_open:  # once a lexical match is found, a semantic one never wins
+                assert vector is not None and entry.vector is not None
                 cos = cosine(vector, entry.vector)
                 if verified(pair, cos, semantic_threshold) and (
                     semantic is None or cos > (semantic.cosine or 0.0)
@@ -205,4 +258,8 @@ class StoryIndex:
     def score(self, features: Features, key: Hashable) -> PairScore | None:
         """The pair score against one indexed item (for explaining an editor's merge)."""
         entry = self._entries.get(key)
-        return None if entry is None else score_pair(features, entry.features, self.idf)
+        return (
+            None
+            if entry is None
+            else score_pair(features, entry.features, self._weights.__getitem__)
+        )

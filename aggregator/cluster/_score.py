@@ -15,12 +15,22 @@ The score is lexical and idf-weighted (rare words count, common ones barely):
              when both give years and share none (the same bill, another year).
 
 Weights and the threshold were chosen on the dev split of tests/data/clusters (see
-docs/clustering.md). Imports only the cluster stage's own modules.
+docs/clustering.md).
+
+`ScoreBound` is the cheap half of the same formula, for the window index: built once per new
+item, `reaches(b, floor)` says whether `score_pair(a, b, idf).score` may reach `floor`, from an
+upper bound of the score (never below it but for rounding, see SLACK): the exact bonuses and
+penalties, and bounds of title and overlap from the words of a found in b, without the weight
+of b's whole text, without sorting and without building the evidence. A candidate ruled out
+is not scored at all; every pair that is scored gets exactly `score_pair`'s score, so every
+decision stays the same. Keep the two in step (tests/test_cluster.py checks the bound).
+
+Imports only the cluster stage's own modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from aggregator.cluster._text import Features
@@ -36,6 +46,10 @@ MISSING_NAME_PENALTY = 0.12  # per name of one headline absent from the other it
 MISSING_NAME_PENALTY_MAX = 0.24
 STATE_PENALTY = 0.2  # both name US states, none in common
 RARE_IDF = 1.5  # a name counts as evidence above this idf
+# How far a ScoreBound may fall below the exact score by rounding alone: its sums add the
+# same positive weights in another order (relative error about 1e-15 per term).
+SLACK = 1e-9
+PROBE_WORDS = 8  # ScoreBound: how many of an item's heaviest words it looks up first
 
 Idf = Callable[[str], float]
 
@@ -77,7 +91,7 @@ class PairScore:
 
 
 def _weight(tokens: Iterable[str], idf: Idf) -> float:
-    return sum(idf(t) for t in tokens)
+    return sum(map(idf, tokens))
 
 
 def _contained(part: frozenset[str], whole: frozenset[str], idf: Idf) -> float:
@@ -127,3 +141,97 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
         missing_names=tuple(missing),
         state_conflict=state_conflict,
     )
+
+
+class ScoreBound:
+    """For one item `a` and many `b`: could `score_pair(a, b, idf).score` reach a floor? (see
+    the module docstring). `weight` maps token -> idf, every weight above 0 (`score_pair`
+    then sums the same values). Never False for a pair that reaches the floor; True may mean
+    only that the bound does: it is exact but for these terms, and for rounding (SLACK):
+
+    the rest bonuses and penalties exactly as `score_pair` computes them, first: against a
+             good match found already they may rule b out alone
+    overlap  first 1 - (the weight of a's headline and PROBE_WORDS heaviest words that b
+             lacks) / a's weight, a few look-ups; then shared weight / a's weight (the union
+             weighs at least as much as a's words)
+    title    a's side (the share of its headline weight found in b) exactly, then, if b is not
+             ruled out yet, the smaller of both sides, as score_pair; a title-less pair uses
+             the overlap's bound (a's side of the text)
+    """
+
+    __slots__ = (
+        "_a",
+        "_doc",
+        "_doc_weight",
+        "_get",
+        "_probe",
+        "_probe_weight",
+        "_title",
+        "_title_names",
+        "_title_weight",
+        "_weight",
+    )
+
+    def __init__(self, a: Features, weight: Mapping[str, float]) -> None:
+        self._a = a
+        self._weight = weight
+        own = {t: weight[t] for t in a.doc | a.title | a.names}
+        self._get = get = own.__getitem__
+        self._doc = a.doc
+        self._doc_weight = sum(map(get, a.doc))
+        self._title = a.title
+        self._title_weight = sum(map(get, a.title))
+        self._title_names = a.title & a.names
+        # A's heaviest words and its headline's, looked up first: what b lacks of them is a
+        # lower bound of what it lacks of a's words (None: a's headline is not all in a.doc,
+        # which extract_features never makes; then the full look-up only).
+        heavy = sorted(a.doc, key=get, reverse=True)[:PROBE_WORDS]
+        self._probe = a.title.union(heavy) if a.title <= a.doc else None
+        self._probe_weight = sum(map(get, self._probe or ()))
+
+    def reaches(self, b: Features, floor: float) -> bool:
+        a, get = self._a, self._get
+        # First the bonuses and penalties; `floor` becomes what title and overlap must make up.
+        floor -= SLACK
+        names = a.names & b.names
+        if names:
+            rare = sum(1 for n in names if get(n) >= RARE_IDF)
+            floor -= min(NAME_BONUS_MAX, NAME_BONUS * rare)
+        if a.numbers and b.numbers:
+            common = len(a.numbers & b.numbers)
+            if common:
+                floor -= min(NUMBER_BONUS_MAX, NUMBER_BONUS * common)
+        if a.years and b.years and a.years.isdisjoint(b.years):
+            floor += YEAR_PENALTY
+        missing = len(self._title_names - b.doc)
+        if b.names:
+            missing = max(missing, len((b.title & b.names) - self._doc))
+        if missing:
+            floor += min(MISSING_NAME_PENALTY_MAX, MISSING_NAME_PENALTY * missing)
+        if a.states and b.states and a.states.isdisjoint(b.states):
+            floor += STATE_PENALTY
+        if floor > W_TITLE + W_OVERLAP:  # title and overlap are at most 1
+            return False
+        titled = bool(a.title and b.title)
+        title = 1.0
+        if self._probe is not None:
+            # The probe words b lacks, b lacks of a's words: an upper bound of the overlap.
+            found = self._probe & b.doc
+            lacking = self._probe_weight - sum(map(get, found))
+            share = 1.0 - lacking / self._doc_weight if self._doc_weight else 0.0
+            # a's side of the title exactly (its words are all probed); else the text's
+            title = sum(map(get, self._title & found)) / self._title_weight if titled else share
+            if W_TITLE * title + W_OVERLAP * share < floor:
+                return False
+        shared = self._doc & b.doc
+        share = sum(map(get, shared)) / self._doc_weight if shared else 0.0
+        if not titled:  # the text stands in: a's side of it is `share`
+            title = share
+        elif self._probe is None:
+            title = sum(map(get, a.title & b.doc)) / self._title_weight
+        if W_TITLE * title + W_OVERLAP * share < floor:
+            return False
+        if titled:  # b's side of the title too
+            b_title = sum(map(self._weight.__getitem__, b.title))
+            title = min(title, sum(map(get, b.title & self._doc)) / b_title)
+        return W_TITLE * title + W_OVERLAP * share >= floor

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 
 LEAD_CHARS = 400  # how much of an item's text joins its title; keep in sync with docs/clustering.md
@@ -75,6 +75,30 @@ _STATES = sorted({v for v in _PLACES.values() if v not in ("us", "uk", "dc")} | 
 }, key=len, reverse=True)  # fmt: skip
 _STATE_RE = re.compile(r"\b(" + "|".join(re.escape(s) for s in _STATES) + r")\b", re.IGNORECASE)
 
+# Both searches above try every alternative at every position (IGNORECASE leaves the regex
+# engine nothing to skip ahead with), so each runs only after a cheaper test that every text
+# they match passes: over the text with A-Z lower-cased (same length, same word boundaries),
+# a state's last word as a whole word, an abbreviation's first part as a word and a dot.
+# IGNORECASE also takes four other characters for ASCII letters: a text with one of those
+# always gets the full search.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# Capital I with a dot and dotless i (for i), long s (for s), Kelvin sign (for k).
+_CASE_FOLDS = ("\u0130", "\u0131", "\u017f", "\u212a")
+_WORD_RUN = re.compile(r"\w+")
+_DOTTED_RUN = re.compile(r"\w+\.")
+_STATE_LAST_WORDS = frozenset(s.split()[-1] for s in _STATES)
+_PLACE_FIRST_PARTS = frozenset(k.split(".")[0] + "." for k in _PLACES)
+
+
+def _ascii_lower(text: str) -> str | None:
+    """`text` with A-Z lower-cased, or None when it holds a character in _CASE_FOLDS."""
+    if text.isascii():
+        return text.lower()
+    if any(c in text for c in _CASE_FOLDS):
+        return None
+    return text.translate(_ASCII_LOWER)
+
+
 _STOP_WORDS = """a about above after again against all also am an and any are as at be because been
     before being below between both but by can could did do does doing down during each few
     for from further had has have having he her here hers herself him himself his how i if in
@@ -101,7 +125,12 @@ _SUFFIXES = ("ing", "ed", "es", "s", "e")
 
 @functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
-    """A light suffix strip ("fired", "fires", "fire" -> "fir"); words under 4 letters kept."""
+    """A light suffix strip ("fired", "fires", "fire" -> "fir"); words under 4 letters kept.
+    Interned: equal tokens are one object, so comparing two items' sets rarely reads them."""
+    return sys.intern(_stem(word))
+
+
+def _stem(word: str) -> str:
     if len(word) < 4 or word.isdigit():
         return word
     for suffix in _SUFFIXES:
@@ -116,7 +145,17 @@ def normalize_text(text: str) -> str:
     """NFKC, straight quotes, and AP place abbreviations spelled out."""
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'")
-    return _PLACE_RE.sub(lambda m: " " + _PLACES[m.group(1).lower()].title() + " ", text)
+    lower = _ascii_lower(text)
+    if lower is not None and _PLACE_FIRST_PARTS.isdisjoint(_DOTTED_RUN.findall(lower)):
+        return text  # no abbreviation (the usual case)
+    return _PLACE_RE.sub(_spell_out, text)
+
+
+def _spell_out(m: re.Match[str]) -> str:
+    # The pattern is case-insensitive, so a dotless i (U+0131) matches "ill." while its
+    # .lower() is no key: such a match stays as written.
+    place = _PLACES.get(m.group(1).lower())
+    return m.group(0) if place is None else " " + place.title() + " "
 
 
 def numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -143,15 +182,32 @@ def _strip_possessive(word: str) -> str:
     return word[:-2] if lower.endswith(("'s", "\u2019s")) else word
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _content_word(raw: str) -> str:
+    """One word as `content_tokens` keeps it, or "" when it is dropped (news text repeats
+    its words, so each is worked out once)."""
+    word = _strip_possessive(raw).replace("'", "").replace(".", "").lower()
+    if len(word) < 2 or word in _STOP or word.isdigit():
+        return ""
+    return stem(word)
+
+
 def content_tokens(text: str) -> list[str]:
     """Lower-cased, stemmed content words, in order (stop words and 1-letter words out)."""
-    out = []
-    for raw in _WORD.findall(text):
-        word = _strip_possessive(raw).replace("'", "").replace(".", "").lower()
-        if len(word) < 2 or word in _STOP or word.isdigit():
-            continue
-        out.append(stem(word))
-    return out
+    return [w for w in map(_content_word, _WORD.findall(text)) if w]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _name_word(raw: str) -> tuple[str, bool] | None:
+    """(lower case, capitalised) of one word for `names`; None for a stop word or one letter."""
+    word = _strip_possessive(raw).replace(".", "")
+    key = word.lower()
+    if key in _STOP or len(word) < 2:
+        return None
+    return key, word[:1].isupper()
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n|\s[-\u2014\u2013]\s")
 
 
 def names(text: str, also: str = "") -> frozenset[str]:
@@ -163,28 +219,30 @@ def names(text: str, also: str = "") -> frozenset[str]:
     is capitalised, so callers pass body text (or a headline in sentence case); `also` (a
     Title Case headline) only counts towards "capitalised twice"."""
     found: set[str] = set()
-    initial: Counter[str] = Counter()
-    capitalised: Counter[str] = Counter()
+    initial: dict[str, None] = {}  # in the order found, as the sets built from them
+    capitalised: dict[str, int] = {}
     lower: set[str] = set()
     for raw in _WORD.findall(also):
         word = _strip_possessive(raw).replace(".", "")
         if word[:1].isupper():
-            capitalised[word.lower()] += 1
-    for sentence in re.split(r"(?<=[.!?])\s+|\n|\s[-\u2014\u2013]\s", text):
-        tokens = _WORD.findall(sentence)
-        for i, raw in enumerate(tokens):
-            word = _strip_possessive(raw).replace(".", "")
             key = word.lower()
-            if key in _STOP or len(word) < 2:
+            capitalised[key] = capitalised.get(key, 0) + 1
+    for sentence in _SENTENCE_BREAK.split(text):
+        first = True
+        for info in map(_name_word, _WORD.findall(sentence)):
+            if info is None:
+                first = False
                 continue
-            if not word[:1].isupper():
+            key, upper = info
+            if not upper:
                 lower.add(key)
-                continue
-            capitalised[key] += 1
-            if i == 0:
-                initial[key] += 1
             else:
-                found.add(key)
+                capitalised[key] = capitalised.get(key, 0) + 1
+                if first:
+                    initial[key] = None
+                else:
+                    found.add(key)
+            first = False
     for key in initial:
         if capitalised[key] >= 2 and key not in lower:
             found.add(key)
@@ -214,6 +272,9 @@ class Features:
 def states(text: str) -> frozenset[str]:
     """The US states `text` names (after abbreviations are spelled out); "West Virginia"
     is not also "Virginia"."""
+    lower = _ascii_lower(text)
+    if lower is not None and _STATE_LAST_WORDS.isdisjoint(_WORD_RUN.findall(lower)):
+        return frozenset()  # no state (the usual case)
     return frozenset(m.group(1).lower() for m in _STATE_RE.finditer(text))
 
 
