@@ -90,8 +90,8 @@ def read_subscriber_csv(text: str, known_sections: Sequence[str]) -> list[NewSub
     for row in reader:
         line = reader.line_num
         try:
-            address, display = normalize_address(row.get("address") or "")
-            name = clean_header((row.get("name") or "").strip() or display)
+            address, display = normalize_address(_uncell(row.get("address") or ""))
+            name = clean_header(_uncell((row.get("name") or "").strip()) or display)
             status_raw = (row.get("status") or "").strip().lower()
             status: SubscriberStatus | None = None
             if status_raw:
@@ -114,7 +114,8 @@ def read_subscriber_csv(text: str, known_sections: Sequence[str]) -> list[NewSub
 
 
 def write_subscriber_csv(subscribers: Sequence[Subscriber]) -> str:
-    """The subscribers as CSV (CSV_FIELDS), readable back by `read_subscriber_csv`."""
+    """The subscribers as CSV (CSV_FIELDS), readable back by `read_subscriber_csv`; a cell a
+    spreadsheet would run as a formula starts with an apostrophe (see `_cell`)."""
 
     def iso(d: datetime | None) -> str:
         return d.isoformat() if d else ""
@@ -124,9 +125,30 @@ def write_subscriber_csv(subscribers: Sequence[Subscriber]) -> str:
     writer.writerow(CSV_FIELDS)
     for s in subscribers:
         writer.writerow(
-            [s.address, s.name, s.status, " ".join(s.sections), iso(s.created), iso(s.confirmed)]
+            [
+                _cell(s.address),
+                _cell(s.name),
+                s.status,
+                " ".join(s.sections),
+                iso(s.created),
+                iso(s.confirmed),
+            ]
         )
     return buf.getvalue()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): the
+# public subscribe form accepts "=cmd@example.org", a valid address. Such a cell is written
+# with a leading apostrophe, which spreadsheets show as text, and read back without it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _uncell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 # --- double opt-in (issue 7) ---------------------------------------------------------------

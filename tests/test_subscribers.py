@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -71,6 +73,33 @@ def test_export_is_readable_back():
     assert (row.address, row.name, row.status, row.sections) == (
         "a@example.org", "A, B", "bounced", ("training",)
     )  # fmt: skip
+
+
+def test_export_defuses_spreadsheet_formulas_and_reads_them_back():
+    from datetime import UTC, datetime
+
+    from aggregator.types import Subscriber
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    # "=cmd@..." is a valid address the public subscribe form accepts.
+    address, _ = normalize_address("=cmd@evil.example.org")
+    subs = [
+        Subscriber(1, address, "+1 555", "active", (), now, now),
+        Subscriber(2, "b@example.org", "-Bob", "active", (), now, now),
+        Subscriber(3, "c@example.org", "@carol", "active", (), now, now),
+        Subscriber(4, "d@example.org", "Dee", "active", (), now, now),
+    ]
+    text = write_subscriber_csv(subs)
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row[:2]]
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells), cells
+    assert "'=cmd@evil.example.org" in cells and "Dee" in cells
+    rows = read_subscriber_csv(text, [])
+    assert [(r.address, r.name) for r in rows] == [
+        ("=cmd@evil.example.org", "+1 555"),
+        ("b@example.org", "-Bob"),
+        ("c@example.org", "@carol"),
+        ("d@example.org", "Dee"),
+    ]
 
 
 def test_subscribers_commands(tmp_path):
