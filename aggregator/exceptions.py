@@ -9,7 +9,7 @@
      ├── RenderError            a template is missing or broken
      ├── DeliveryError          writing or sending the digest failed
      │    └── IssueHeld         a pre-send check failed: nothing was sent (carries the reasons)
-     └── SchedulerLocked        another scheduler runs on the same database
+     └── SchedulerLocked        another scheduler (or sender) runs on the same database
 
 A foreign exception is wrapped once, where the library is called, with `raise ... from e`.
 Anything that is not an AggregatorError is a bug and propagates.
@@ -130,4 +130,5 @@ class IssueHeld(DeliveryError):
 
 
 class SchedulerLocked(AggregatorError):
-    """Another scheduler holds the lock on this database (a second `aggregator run`)."""
+    """Another process holds a lock on this database: a second `aggregator run`, or a second
+    sender of an issue (`digest --send` beside another, or beside the weekly job)."""

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Self
 
 import sqlalchemy
 import sqlalchemy.exc
@@ -121,7 +121,7 @@ def digest_due(config: Config, now: datetime) -> tuple[datetime, datetime, datet
     return start, end, due if due is not None else end
 
 
-CatchUp = Literal["no delivery", "not due", "sent already", "held", "sent"]
+CatchUp = Literal["no delivery", "not due", "sent already", "held", "being sent elsewhere", "sent"]
 
 
 def catch_up(config: Config, storage: StorageType, now: datetime) -> CatchUp:
@@ -150,7 +150,12 @@ def catch_up(config: Config, storage: StorageType, now: datetime) -> CatchUp:
             config.delivery.max_lateness_hours,
         )  # fmt: skip
         return "held"
-    report = pipeline.send_issue(config, storage, now, start=start, end=end)
+    try:
+        with SendLock(config.database):
+            report = pipeline.send_issue(config, storage, now, start=start, end=end)
+    except SchedulerLocked as e:  # an editor's `digest --send` is on it
+        log.warning("digest: %s", e)
+        return "being sent elsewhere"
     log.info(
         "digest: issue %d sent to %d, failed %d (temporarily %d), skipped %d",
         report.issue.number, report.sent, report.failed, report.failed_temp, report.skipped,
@@ -175,16 +180,18 @@ def digest_job(config: Config, storage: StorageType, now: datetime | None = None
         _note_run(storage, "digest", now, False, str(e))
 
 
-# --- one scheduler per database ---------------------------------------------------------
-
-# pg_try_advisory_lock key: a fixed 64-bit number for "aggregator scheduler"
-_PG_LOCK_KEY = 0x61676772_73636864
-_LOCKED = "another scheduler holds the lock"
+# --- one scheduler per database, one sender per database ----------------------------------
 
 
-class SchedulerLock:
-    """Held while a scheduler runs: an exclusive flock on <database>.scheduler.lock for
-    SQLite, pg_try_advisory_lock on a dedicated connection for PostgreSQL (FAULTS P7)."""
+class DatabaseLock:
+    """An exclusive lock named for one purpose on one database: an flock on
+    <database>.<suffix>.lock for SQLite, pg_try_advisory_lock on a dedicated connection for
+    PostgreSQL. Subclasses name the purpose; a held lock raises SchedulerLocked at once."""
+
+    SUFFIX = ""
+    PG_KEY = 0
+    LOCKED = ""
+    HINT = ""
 
     def __init__(self, database: str) -> None:
         self.database = database
@@ -192,12 +199,12 @@ class SchedulerLock:
         self._conn: sqlalchemy.Connection | None = None
         self._engine: sqlalchemy.Engine | None = None
 
-    def acquire(self) -> SchedulerLock:
+    def acquire(self) -> Self:
         url = sqlalchemy.make_url(self.database)
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:"):
                 return self  # a private in-memory database: no other process can share it
-            path = Path(f"{url.database}.scheduler.lock")
+            path = Path(f"{url.database}.{self.SUFFIX}.lock")
             try:
                 f = path.open("ab")
             except OSError as e:
@@ -206,25 +213,22 @@ class SchedulerLock:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 f.close()
-                raise SchedulerLocked(
-                    f"{_LOCKED} ({path}); stop the other `aggregator run` first"
-                ) from e
+                raise SchedulerLocked(f"{self.LOCKED} ({path}); {self.HINT}") from e
             self._file = f
             return self
         try:
             self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
             self._conn = self._engine.connect()
             got = self._conn.execute(
-                sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_KEY}
+                sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.PG_KEY}
             ).scalar()
         except sqlalchemy.exc.SQLAlchemyError as e:
             self.release()
-            raise SchedulerLocked(f"cannot take the scheduler lock: {e}") from e
+            raise SchedulerLocked(f"cannot take the {self.SUFFIX} lock: {e}") from e
         if not got:
             self.release()
             raise SchedulerLocked(
-                f"{_LOCKED} (PostgreSQL advisory lock {_PG_LOCK_KEY}); stop the other "
-                "`aggregator run` first"
+                f"{self.LOCKED} (PostgreSQL advisory lock {self.PG_KEY}); {self.HINT}"
             )
         return self
 
@@ -240,11 +244,30 @@ class SchedulerLock:
         if engine is not None:
             engine.dispose()
 
-    def __enter__(self) -> SchedulerLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class SchedulerLock(DatabaseLock):
+    """Held while a scheduler runs (FAULTS P7): one `aggregator run` per database."""
+
+    SUFFIX = "scheduler"
+    PG_KEY = 0x61676772_73636864  # "aggrschd"
+    LOCKED = "another scheduler holds the lock"
+    HINT = "stop the other `aggregator run` first"
+
+
+class SendLock(DatabaseLock):
+    """Held while an issue is being sent (`digest --send`, the weekly job): the ledger
+    resends rows left `sending` by a crash, so two senders at once would both send them."""
+
+    SUFFIX = "send"
+    PG_KEY = 0x61676772_73656E64  # "aggrsend"
+    LOCKED = "another `digest --send` is sending an issue"
+    HINT = "wait for it to finish (a rerun then sends only what is left)"
 
 
 class LiveConfig:

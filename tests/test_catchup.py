@@ -13,7 +13,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.exceptions import SchedulerLocked
-from aggregator.scheduler import SchedulerLock, catch_up, digest_due, digest_job
+from aggregator.scheduler import SchedulerLock, SendLock, catch_up, digest_due, digest_job
 from aggregator.storage import open_storage
 from aggregator.types import NewSubscriber
 from tests.test_cli import run
@@ -128,3 +128,27 @@ def test_a_second_scheduler_on_the_same_database_refuses(tmp_path):
         assert "another scheduler holds the lock" in err
     with SchedulerLock(config.database):  # released: the next one may start
         pass
+
+
+def test_one_sender_at_a_time(tmp_path, smtp_server):
+    """The ledger resends rows left `sending` by a crash, so a second sender running at the
+    same time would send them again: `digest --send` and the weekly job share a lock."""
+    config, storage = setup(tmp_path, smtp_server.port)
+    try:
+        with SendLock(config.database):
+            with pytest.raises(SchedulerLocked, match="another `digest --send` is sending"):
+                SendLock(config.database).acquire()
+            # The weekly job steps aside; an editor's send is refused with exit 7.
+            assert catch_up(config, storage, DUE + timedelta(hours=1)) == "being sent elsewhere"
+            code, _, err = run("--config", str(config.path), "digest", "--send")
+            assert code == 7, err
+            assert "another `digest --send` is sending an issue" in err
+            assert smtp_server.mailbox.messages == []
+            # The scheduler's own lock is another lock: a running scheduler does not stop
+            # an editor's send once the weekly job is done.
+            with SchedulerLock(config.database):
+                pass
+        assert catch_up(config, storage, DUE + timedelta(hours=1)) == "sent"  # released
+        assert smtp_server.mailbox.copies() == {a: 1 for a in ADDRESSES}
+    finally:
+        storage.close()

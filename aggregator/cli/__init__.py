@@ -340,17 +340,21 @@ def _send(
     *,
     force: bool = False,
 ) -> int:
+    from aggregator.scheduler import SendLock
+
     storage = open_store(config, now)
     try:
-        report = pipeline.send_issue(
-            config,
-            storage,
-            now,
-            start=since,
-            end=until,
-            clock=lambda: datetime.now(UTC),
-            force=force,
-        )
+        # One sender per database (SchedulerLocked: exit 7); the weekly job takes it too.
+        with SendLock(config.database):
+            report = pipeline.send_issue(
+                config,
+                storage,
+                now,
+                start=since,
+                end=until,
+                clock=lambda: datetime.now(UTC),
+                force=force,
+            )
     finally:
         storage.close()
     issue = report.issue

@@ -17,7 +17,7 @@ EXIT_CONFIG = 3
 EXIT_STORAGE = 4
 EXIT_SOURCES = 5
 EXIT_OUTPUT = 6
-EXIT_LOCKED = 7  # `run`: another scheduler holds the database's lock
+EXIT_LOCKED = 7  # `run`: another scheduler holds the database's lock; `digest --send`: another send
 EXIT_INTERRUPTED = 130
 
 _RELATIVE = re.compile(r"^(\d+)\s*([dhw])$")
