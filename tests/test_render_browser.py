@@ -1,43 +1,29 @@
 """The digest on a phone: no horizontal scrolling at 375 px, checked in headless Chromium.
 
 Needs Debian's `chromium` (`apt-get install chromium`); skipped with that reason when it is
-absent. Screenshots at 375 px and 1024 px are saved under test-artifacts/ for a person to
-look at.
+absent, an error in CI (CI=true), where .ci/run installs it. Screenshots at 375 px and
+1024 px are saved under test-artifacts/ for a person to look at.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from html import escape
 from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, missing_reason
+from tests.browser import FLAGS as BROWSER_FLAGS
 from tests.test_render import PYTHON, SECURITY, make_digest, make_item, make_story, render
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
+FLAGS = [*BROWSER_FLAGS, "--hide-scrollbars"]
+_MISSING = missing_reason()
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_MISSING), reason=_MISSING)]
 
 
 def hostile_digest_html() -> str:

@@ -12,7 +12,6 @@ when it is absent, an error in CI (CI=true), where .ci/run installs it.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import threading
 import time
@@ -24,40 +23,19 @@ import pytest
 from aggregator import pipeline
 from aggregator.storage import open_storage
 from aggregator.web import make_app
-from tests.conftest import IN_CI
+from tests.browser import CHROMIUM, FLAGS, missing_reason
 from tests.webkit import NOW, SECRET, Clock, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = next(
-    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()),
-    None,
-)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - the tests group installs it
     sync_playwright = None
 
-_MISSING = (
-    "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-    if CHROMIUM is None
-    else "needs the playwright package (the tests dependency group)"
-    if sync_playwright is None
-    else ""
+_MISSING = missing_reason(
+    "needs the playwright package (the tests dependency group)" if sync_playwright is None else ""
 )
-if _MISSING and IN_CI:
-    raise RuntimeError(f"CI=true but the browser test cannot run: {_MISSING}")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_MISSING), reason=_MISSING)]
 
 
