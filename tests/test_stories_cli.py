@@ -60,27 +60,34 @@ def feed(*entries: tuple[str, str, str, str]) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def newsroom(tmp_path, http_server):
-    """Three outlets: two tell the Weirton story; one also has an unrelated training story."""
+def weirton_outlets(tmp_path, http_server, *, fox_section: str, wv_extra=()):
+    """Fox, WV Press (weight 2) and WKBW each telling the Weirton story; WV Press's feed
+    carries `wv_extra` entries too. Fox is filed under `fox_section`, the others under policy."""
     http_server.routes["/fox.xml"] = static(feed(("f1", "https://fox.example/weirton", *FOX)))
     http_server.routes["/wv.xml"] = static(
-        feed(
-            ("w1", "https://wvpress.example/weirton", *WVPRESS),
-            ("w2", "https://wvpress.example/training", *TRAINING),
-        )
+        feed(("w1", "https://wvpress.example/weirton", *WVPRESS), *wv_extra)
     )
     http_server.routes["/wkbw.xml"] = static(feed(("k1", "https://wkbw.example/wv", *WKBW)))
-    config = make_config(
+    return make_config(
         tmp_path,
         http_server,
         [
-            src("fox", "/fox.xml", ", section: policy"),
+            src("fox", "/fox.xml", f", section: {fox_section}"),
             src("wvpress", "/wv.xml", ", weight: 2, section: policy"),
             src("wkbw", "/wkbw.xml", ", section: policy"),
         ],
     )
-    return config
+
+
+@pytest.fixture
+def newsroom(tmp_path, http_server):
+    """Three outlets: two tell the Weirton story; one also has an unrelated training story."""
+    return weirton_outlets(
+        tmp_path,
+        http_server,
+        fox_section="policy",
+        wv_extra=[("w2", "https://wvpress.example/training", *TRAINING)],
+    )
 
 
 def stories_of(config) -> list[Story]:
@@ -299,20 +306,7 @@ def test_the_semantic_signal_stores_each_new_items_vector(newsroom, monkeypatch)
 def mixed(tmp_path, http_server):
     """The Weirton story told first by Fox (filed under training), then by the heavier WV
     Press and by WKBW (both filed under policy): members in different sections."""
-    http_server.routes["/fox.xml"] = static(feed(("f1", "https://fox.example/weirton", *FOX)))
-    http_server.routes["/wv.xml"] = static(
-        feed(("w1", "https://wvpress.example/weirton", *WVPRESS))
-    )
-    http_server.routes["/wkbw.xml"] = static(feed(("k1", "https://wkbw.example/wv", *WKBW)))
-    config = make_config(
-        tmp_path,
-        http_server,
-        [
-            src("fox", "/fox.xml", ", section: training"),
-            src("wvpress", "/wv.xml", ", weight: 2, section: policy"),
-            src("wkbw", "/wkbw.xml", ", section: policy"),
-        ],
-    )
+    config = weirton_outlets(tmp_path, http_server, fox_section="training")
     storage = open_storage(config.database, NOW)
     try:
         update(config, storage, NOW - timedelta(hours=1), source_ids=["fox"])
