@@ -20,19 +20,9 @@ from aggregator.cli import main
 from aggregator.storage import open_storage
 from aggregator.types import Issue, Story
 from tests.httpserver import static
+from tests.test_cluster import FOX, WVPRESS  # the same two outlets' real text
 from tests.test_pipeline import NOW, make_config, src, update
 
-FOX = (
-    "West Virginia officer says he was fired for not shooting armed black man",
-    "A West Virginia police officer was reportedly fired after not shooting an armed man "
-    "during an incident in May. Then-Weirton police officer Stephen Mader was involved in a "
-    "heated exchange with Ronald D. Williams, 23, of Pittsburgh.",
-)
-WVPRESS = (
-    "Weirton fires officer who wouldn't shoot man with gun",
-    "CHARLESTON, W.Va. — Stephen Mader was fired from the Weirton Police Department for not "
-    "immediately shooting a man who had a gun, according to a lawyer for the family of the man.",
-)
 WKBW = (
     "West Virginia officer fired for not shooting man",
     "A police officer in West Virginia is out of a job because he refused to shoot an armed "
@@ -79,6 +69,15 @@ def weirton_outlets(tmp_path, http_server, *, fox_section: str, wv_extra=()):
     )
 
 
+def fetch_all(config) -> None:
+    """One update of every source into the config's store."""
+    storage = open_storage(config.database, NOW)
+    try:
+        update(config, storage)
+    finally:
+        storage.close()
+
+
 @pytest.fixture
 def newsroom(tmp_path, http_server):
     """Three outlets: two tell the Weirton story; one also has an unrelated training story."""
@@ -110,11 +109,7 @@ def weirton(stories: list[Story]) -> Story:
 
 
 def test_outlets_of_one_event_become_one_story(newsroom):
-    storage = open_storage(newsroom.database, NOW)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     found = stories_of(newsroom)
     story = weirton(found)
     members = {m.item.source_id for m in (story.lead, *story.others)}
@@ -155,11 +150,7 @@ def test_digest_and_feed_show_the_group_and_top_stories(newsroom):
 
 
 def test_stories_list_and_explain(newsroom):
-    storage = open_storage(newsroom.database, NOW)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     story = weirton(stories_of(newsroom))
     code, out, _ = run(newsroom, "stories", "--since", "2000-01-01", "--json")
     assert code == 0
@@ -180,11 +171,7 @@ def test_stories_list_and_explain(newsroom):
 
 
 def test_split_and_merge_survive_reclustering(newsroom):
-    storage = open_storage(newsroom.database, NOW)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     story = weirton(stories_of(newsroom))
     wkbw = next(m for m in (story.lead, *story.others) if m.item.source_id == "wkbw")
     training = next(s for s in stories_of(newsroom) if s.id != story.id)
@@ -211,11 +198,7 @@ def test_split_and_merge_survive_reclustering(newsroom):
 
 
 def test_recluster_without_overrides_rebuilds_the_same_stories(newsroom):
-    storage = open_storage(newsroom.database, NOW)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     before = {s.id: {m.id for m in (s.lead, *s.others)} for s in stories_of(newsroom)}
     code, out, _ = run(newsroom, "stories", "recluster", "--since", "2000-01-01")
     assert code == 0 and "0 item(s) moved" in out
@@ -224,11 +207,7 @@ def test_recluster_without_overrides_rebuilds_the_same_stories(newsroom):
 
 
 def test_split_and_merge_refuse_bad_ids(newsroom):
-    storage = open_storage(newsroom.database, NOW)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     story = weirton(stories_of(newsroom))
     code, _, err = run(newsroom, "stories", "split", str(story.id), "99999")
     assert code == 2 and "not in story" in err
