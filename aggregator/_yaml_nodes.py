@@ -214,6 +214,18 @@ class NodeReader:
             return None
         return text.strip() if single_line else text
 
+    def choice(
+        self, node: yaml.Node, path: str, choices: Collection[str], what: str = "value"
+    ) -> str | None:
+        """A string that must be one of `choices`: "unknown mode 'smtpp' (did you mean
+        'smtp'?) (one of smtp, files)"."""
+        text = self.string(node, path)
+        if text is not None and text not in choices:
+            hint = suggest(text, choices)
+            self.add(node, path, f"unknown {what} '{text}'{hint} (one of {', '.join(choices)})")
+            return None
+        return text
+
     def integer(self, node: yaml.Node, path: str, *, low: int, high: int) -> int | None:
         scalar = self._scalar(node, path, "a whole number")
         if scalar is None:

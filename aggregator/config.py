@@ -449,16 +449,7 @@ class _ConfigBuilder:
             if key in m:
                 values[key] = r.number(m[key], join(p, key), low=low, high=high)
         if "semantic" in m:
-            mode = r.string(m["semantic"], join(p, "semantic"))
-            modes = ("auto", "on", "off")
-            if mode is not None and mode not in modes:
-                r.add(
-                    m["semantic"],
-                    join(p, "semantic"),
-                    f"unknown value '{mode}'{suggest(mode, modes)} (one of {', '.join(modes)})",
-                )
-                mode = None
-            values["semantic"] = mode
+            values["semantic"] = r.choice(m["semantic"], join(p, "semantic"), ("auto", "on", "off"))
         if any(v is None for v in values.values()):
             return None
         return ClusterSettings(**values)  # type: ignore[arg-type]
@@ -471,10 +462,7 @@ class _ConfigBuilder:
         if m is None or "mode" not in m or "from" not in m:
             return None
         ok = True
-        mode = r.string(m["mode"], join(p, "mode"))
-        if mode is not None and mode not in ("smtp", "files"):
-            r.add(m["mode"], join(p, "mode"), f"unknown mode '{mode}' (one of smtp, files)")
-            mode = None
+        mode = r.choice(m["mode"], join(p, "mode"), ("smtp", "files"), "mode")
         sender = self.mailbox(m["from"], join(p, "from"))
         reply_to = self.mailbox(m["reply_to"], join(p, "reply_to")) if "reply_to" in m else ""
         smtp: SmtpSettings | None = None
@@ -537,13 +525,7 @@ class _ConfigBuilder:
             )
             values["examples"] = None if paths is None else tuple(self.local_path(x) for x in paths)
         if "model" in m:
-            model = r.string(m["model"], join(p, "model"))
-            if model is not None and model not in _CLASSIFY_MODELS:
-                hint = suggest(model, _CLASSIFY_MODELS)
-                choices = ", ".join(_CLASSIFY_MODELS)
-                r.add(m["model"], join(p, "model"), f"unknown model '{model}'{hint} ({choices})")
-                model = None
-            values["model"] = model
+            values["model"] = r.choice(m["model"], join(p, "model"), _CLASSIFY_MODELS, "model")
         if "review_below" in m:
             values["review_below"] = r.number(
                 m["review_below"], join(p, "review_below"), low=0, high=1
@@ -780,16 +762,7 @@ class _ConfigBuilder:
         url = self.r.url(m["url"], join(p, "url")) if "url" in m else None
         values: dict[str, object] = {}
         if "kind" in m:
-            kind = r.string(m["kind"], join(p, "kind"))
-            kinds = get_args(SourceKind)
-            if kind is not None and kind not in kinds:
-                r.add(
-                    m["kind"],
-                    join(p, "kind"),
-                    f"unknown kind '{kind}'{suggest(kind, kinds)} (one of {', '.join(kinds)})",
-                )
-                kind = None
-            values["kind"] = kind
+            values["kind"] = r.choice(m["kind"], join(p, "kind"), get_args(SourceKind), "kind")
         if "interval" in m:
             minutes = r.integer(
                 m["interval"], join(p, "interval"), low=_MIN_INTERVAL, high=_MAX_SOURCE_INTERVAL
