@@ -38,6 +38,7 @@ from aggregator.cluster._text import (
     names,
     normalize_text,
     numbers,
+    pack_features,
     states,
     stem,
 )
@@ -315,7 +316,7 @@ def test_score_bound_never_rules_out_a_pair_that_reaches_the_floor():
         for b in feats:
             score = score_pair(a, b, idf).score
             for floor in (score - 0.05, score, score + 1e-12, 0.05, DEFAULT_THRESHOLD, 0.5):
-                reaches = bound.reaches(b, floor)
+                reaches = bound.reaches(pack_features(b), floor)
                 assert reaches or score < floor, (a, b, floor)
                 checked += 1
                 ruled_out += not reaches

@@ -14,6 +14,10 @@ the best match so far, or, with a vector and no lexical match yet, pass the sema
 signal's lexical floor. Which story an item joins, and the scores and evidence recorded, are
 those of scoring every candidate in full.
 
+Memory (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
+frozensets) and posting lists are plain lists, so a 30,000-item window takes about 50 MB
+rather than 170 MB; a pair is unpacked only to be scored in full.
+
 `comparisons` counts the candidates compared (bounded or scored), for the flat-cost test and
 the benchmark. Imports only the cluster stage's own modules.
 """
@@ -23,14 +27,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator.cluster._score import PairScore, ScoreBound, score_pair
 from aggregator.cluster._semantic import VERIFY_FLOOR, Vector, cosine, verified
-from aggregator.cluster._text import Features
+from aggregator.cluster._text import Features, Packed, pack_features, unpack_features
 
 DEFAULT_MAX_POSTINGS = 64
 DEFAULT_PROBE_TOKENS = 16
@@ -42,7 +46,7 @@ PRIOR_DOCS = 100
 
 @dataclass(slots=True)
 class _Entry:
-    features: Features
+    features: Packed  # compact (issue 8): unpacked only for the few pairs scored in full
     story: Hashable
     when: datetime
     vector: Vector | None = None
@@ -76,7 +80,7 @@ class _Weights(dict[str, float]):
         return value
 
 
-def _keys(features: Features) -> Iterator[str]:
+def _keys(features: Features | Packed) -> Iterator[str]:
     yield from features.doc
     for n in features.numbers:
         yield f"#{n}"
@@ -111,7 +115,9 @@ class StoryIndex:
         self.probe_tokens = probe_tokens
         self.max_candidates = max_candidates
         self._entries: dict[Hashable, _Entry] = {}
-        self._postings: dict[str, deque[Hashable]] = {}
+        # Lists, not deque(maxlen=): most words are in one or two items, and a one-key list
+        # takes 88 bytes where a deque takes 760 (issue 8, memory).
+        self._postings: dict[str, list[Hashable]] = {}
         self._df: Counter[str] = Counter()
         # (when, n, key), a heap: items may arrive out of time order (a late feed).
         self._order: list[tuple[datetime, int, Hashable]] = []
@@ -149,14 +155,17 @@ class StoryIndex:
             self.remove(key)
         if self._vocabulary is None:
             self._weights.clear()
-        self._entries[key] = _Entry(features, story, when, vector)
+        self._entries[key] = _Entry(pack_features(features), story, when, vector)
         heapq.heappush(self._order, (when, next(self._seq), key))
-        for token in set(_keys(features)):
+        for token in set(_keys(self._entries[key].features)):  # the interned words
             self._df[token] += 1
             postings = self._postings.get(token)
             if postings is None:
-                postings = self._postings[token] = deque(maxlen=self.max_postings)
-            postings.append(key)
+                self._postings[token] = [key]
+            else:
+                postings.append(key)
+                if len(postings) > self.max_postings:
+                    del postings[0]
 
     def remove(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
@@ -242,7 +251,7 @@ class StoryIndex:
                     floor = threshold
                 if not bound.reaches(entry.features, floor):
                     continue
-            pair = score_pair(features, entry.features, idf)
+            pair = score_pair(features, unpack_features(entry.features), idf)
             if pair.score >= threshold:
                 if best is None or pair.score > best.pair.score:
                     best = Match(story=entry.story, item=key, pair=pair)
@@ -261,5 +270,5 @@ class StoryIndex:
         return (
             None
             if entry is None
-            else score_pair(features, entry.features, self._weights.__getitem__)
+            else score_pair(features, unpack_features(entry.features), self._weights.__getitem__)
         )

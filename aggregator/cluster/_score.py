@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from aggregator.cluster._text import Features
+from aggregator.cluster._text import Features, Packed
 
 W_TITLE = 0.55
 W_OVERLAP = 0.45
@@ -189,23 +189,26 @@ class ScoreBound:
         self._probe = a.title.union(heavy) if a.title <= a.doc else None
         self._probe_weight = sum(map(get, self._probe or ()))
 
-    def reaches(self, b: Features, floor: float) -> bool:
+    def reaches(self, b: Packed, floor: float) -> bool:
+        """`b` packed as the window index keeps it (tuples: a's frozensets are what the
+        set operations hash into)."""
         a, get = self._a, self._get
         # First the bonuses and penalties; `floor` becomes what title and overlap must make up.
         floor -= SLACK
-        names = a.names & b.names
-        if names:
-            rare = sum(1 for n in names if get(n) >= RARE_IDF)
-            floor -= min(NAME_BONUS_MAX, NAME_BONUS * rare)
+        if b.names:
+            names = a.names.intersection(b.names)
+            if names:
+                rare = sum(1 for n in names if get(n) >= RARE_IDF)
+                floor -= min(NAME_BONUS_MAX, NAME_BONUS * rare)
         if a.numbers and b.numbers:
-            common = len(a.numbers & b.numbers)
+            common = len(a.numbers.intersection(b.numbers))
             if common:
                 floor -= min(NUMBER_BONUS_MAX, NUMBER_BONUS * common)
         if a.years and b.years and a.years.isdisjoint(b.years):
             floor += YEAR_PENALTY
-        missing = len(self._title_names - b.doc)
-        if b.names:
-            missing = max(missing, len((b.title & b.names) - self._doc))
+        missing = len(self._title_names.difference(b.doc)) if self._title_names else 0
+        if b.title_names:
+            missing = max(missing, len(b.title_names) - len(self._doc.intersection(b.title_names)))
         if missing:
             floor += min(MISSING_NAME_PENALTY_MAX, MISSING_NAME_PENALTY * missing)
         if a.states and b.states and a.states.isdisjoint(b.states):
@@ -216,22 +219,22 @@ class ScoreBound:
         title = 1.0
         if self._probe is not None:
             # The probe words b lacks, b lacks of a's words: an upper bound of the overlap.
-            found = self._probe & b.doc
+            found = self._probe.intersection(b.doc)
             lacking = self._probe_weight - sum(map(get, found))
             share = 1.0 - lacking / self._doc_weight if self._doc_weight else 0.0
             # a's side of the title exactly (its words are all probed); else the text's
             title = sum(map(get, self._title & found)) / self._title_weight if titled else share
             if W_TITLE * title + W_OVERLAP * share < floor:
                 return False
-        shared = self._doc & b.doc
+        shared = self._doc.intersection(b.doc)
         share = sum(map(get, shared)) / self._doc_weight if shared else 0.0
         if not titled:  # the text stands in: a's side of it is `share`
             title = share
         elif self._probe is None:
-            title = sum(map(get, a.title & b.doc)) / self._title_weight
+            title = sum(map(get, a.title.intersection(b.doc))) / self._title_weight
         if W_TITLE * title + W_OVERLAP * share < floor:
             return False
         if titled:  # b's side of the title too
             b_title = sum(map(self._weight.__getitem__, b.title))
-            title = min(title, sum(map(get, b.title & self._doc)) / b_title)
+            title = min(title, sum(map(get, self._doc.intersection(b.title))) / b_title)
         return W_TITLE * title + W_OVERLAP * share >= floor
