@@ -17,7 +17,7 @@ from aggregator import pipeline
 from aggregator._budget import BudgetExceeded, WorkerPool, default_pool_size
 from aggregator.classify import make_classifier
 from aggregator.exceptions import FetchError, ParseError
-from aggregator.pipeline import _update
+from aggregator.pipeline import _prepare
 from aggregator.types import Fetched, Rule, Section, Source, Topic
 
 BUDGET = 0.5  # seconds: small, so that the suite stays fast
@@ -101,7 +101,7 @@ def nap(seconds: float) -> float:
 
 @pytest.fixture(scope="module")
 def pool():
-    with WorkerPool(2, timeout=BUDGET, memory_bytes=256 * MiB) as p:
+    with WorkerPool(2, timeout=BUDGET, memory_bytes=256 * MiB, preload=(__name__,)) as p:
         yield p
 
 
@@ -227,12 +227,12 @@ def test_a_timeout_in_one_call_leaves_parallel_calls_alone(pool):
 
 
 def test_workers_start_lazily_and_close_cleanly():
-    pool = WorkerPool(2, timeout=BUDGET)
+    pool = WorkerPool(2, timeout=BUDGET, preload=(__name__,))
     pool.close()  # nothing started, nothing to stop
     with pytest.raises(RuntimeError, match="closed"):
         pool.run(square, 1)
 
-    with WorkerPool(1, timeout=BUDGET) as pool:
+    with WorkerPool(1, timeout=BUDGET, preload=(__name__,)) as pool:
         worker = pool.run(pid)
     with pytest.raises(ProcessLookupError):  # gone, and reaped
         os.kill(worker, 0)
@@ -255,7 +255,7 @@ def test_prepare_items_round_trips_through_a_worker(pool):
     sections = (Section("training", "Training", rules=(Rule("training"),)),)
     topic = Topic(include=(Rule("police"),))
     here = pipeline.prepare_items(fetched, source, make_classifier(sections, topic), 1000)
-    there = pool.run(_update._prepare_in_worker, fetched, source, sections, topic, 1000)
+    there = pool.run(_prepare._prepare_in_worker, fetched, source, sections, topic, 1000)
     assert there == here
     assert len(there.items) == 30
     assert {p.section for _, p in there.items} == {"training"}

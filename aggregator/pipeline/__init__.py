@@ -7,95 +7,104 @@ Everything it needs comes in as arguments: the config, a storage, an HTTP client
 (reader's `make_reader(..., _storage=...)` pattern), so tests pass fakes and a frozen clock.
 A failing source becomes a SourceResult with its error; the run goes on. Nothing here
 formats messages for people or exits: that is the cli package.
+
+The names below are imported on first use (PEP 562, `__getattr__`): a parse worker imports
+only `_prepare` and the stages it runs, not jinja2, SQLAlchemy, httpx and Starlette (issue 8:
+each worker's memory).
 """
 
-from aggregator.pipeline._cluster import (  # story clustering (issue 4)
-    ReclusterReport,
-    RunClusterer,
-    merge_stories,
-    ranked,
-    recluster,
-    split_story,
-)
-from aggregator.pipeline._examples import (  # issue 5
-    correction_examples,
-    load_examples,
-    make_run_classifier,
-    missing_example_files,
-    read_example_file,
-)
-from aggregator.pipeline._outputs import (
-    FEED_FILE,
-    DigestFiles,
-    RunReport,
-    build_digest,
-    build_feed,
-    digest_basename,
-    feed_self_url,
-    run_once,
-)
-from aggregator.pipeline._send import (
-    MAX_ATTEMPTS,
-    SendReport,
-    check_before_send,
-    freeze_issue,
-    issue_section_counts,
-    preview_issue,
-    retry_due,
-    send_issue,
-    send_one,
-    send_test_copy,
-    signing_secret,
-)
-from aggregator.pipeline._sources import (
-    HEALTH_ORDER,
-    FeedCandidate,
-    SourceHealth,
-    UrlProbe,
-    probe_url,
-    source_health,
-)
-from aggregator.pipeline._timing import StageTimes
-from aggregator.pipeline._update import (
-    MAX_BACKOFF,
-    Prepared,
-    Progress,
-    backoff,
-    is_due,
-    open_client,
-    prepare_items,
-    store_items,
-    update_sources,
-)
+from __future__ import annotations
 
-# the newsletter on the web (issue 7)
-from aggregator.pipeline._web import (
-    EPOCH,
-    FEED_PATHS,
-    FEED_TYPES,
-    ISSUES_FEED,
-    ISSUES_FEED_LIMIT,
-    FeedDoc,
-    FeedKind,
-    client_allowed,
-    client_key,
-    confirm_subscriber,
-    confirmations_dir,
-    find_section,
-    issue_url,
-    issues_updated,
-    public_issue,
-    public_issues,
-    record_job_run,
-    render_site_feed,
-    render_site_issues_feed,
-    request_subscription,
-    send_confirmation,
-    site_health,
-    site_url,
-    unsubscribe,
-    unsubscribe_token_subscriber,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each name
+    from aggregator.pipeline._cluster import (  # story clustering (issue 4)
+        ReclusterReport,
+        RunClusterer,
+        merge_stories,
+        ranked,
+        recluster,
+        split_story,
+    )
+    from aggregator.pipeline._examples import (  # issue 5
+        correction_examples,
+        load_examples,
+        make_run_classifier,
+        missing_example_files,
+        read_example_file,
+    )
+    from aggregator.pipeline._outputs import (
+        FEED_FILE,
+        DigestFiles,
+        RunReport,
+        build_digest,
+        build_feed,
+        digest_basename,
+        feed_self_url,
+        run_once,
+    )
+    from aggregator.pipeline._prepare import Prepared, prepare_items  # the parse workers'
+    from aggregator.pipeline._send import (
+        MAX_ATTEMPTS,
+        SendReport,
+        check_before_send,
+        freeze_issue,
+        issue_section_counts,
+        preview_issue,
+        retry_due,
+        send_issue,
+        send_one,
+        send_test_copy,
+        signing_secret,
+    )
+    from aggregator.pipeline._sources import (
+        HEALTH_ORDER,
+        FeedCandidate,
+        SourceHealth,
+        UrlProbe,
+        probe_url,
+        source_health,
+    )
+    from aggregator.pipeline._timing import StageTimes
+    from aggregator.pipeline._update import (
+        MAX_BACKOFF,
+        Progress,
+        backoff,
+        is_due,
+        open_client,
+        store_items,
+        update_sources,
+    )
+
+    # the newsletter on the web (issue 7)
+    from aggregator.pipeline._web import (
+        EPOCH,
+        FEED_PATHS,
+        FEED_TYPES,
+        ISSUES_FEED,
+        ISSUES_FEED_LIMIT,
+        FeedDoc,
+        FeedKind,
+        client_allowed,
+        client_key,
+        confirm_subscriber,
+        confirmations_dir,
+        find_section,
+        issue_url,
+        issues_updated,
+        public_issue,
+        public_issues,
+        record_job_run,
+        render_site_feed,
+        render_site_issues_feed,
+        request_subscription,
+        send_confirmation,
+        site_health,
+        site_url,
+        unsubscribe,
+        unsubscribe_token_subscriber,
+    )
 
 __all__ = [
     "EPOCH",
@@ -170,3 +179,32 @@ __all__ = [
     "unsubscribe_token_subscriber",
     "update_sources",
 ]
+
+
+# The modules that define the public names, searched in this order on first use.
+_MODULES = (
+    "_prepare",
+    "_cluster",
+    "_examples",
+    "_outputs",
+    "_send",
+    "_sources",
+    "_timing",
+    "_update",
+    "_web",
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        for module in _MODULES:
+            found = importlib.import_module(f"{__name__}.{module}")
+            if hasattr(found, name):
+                value = getattr(found, name)
+                globals()[name] = value  # the next look-up finds it directly
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -120,25 +120,34 @@ class RunClusterer:
             self._index = index
         return self._index
 
-    def match_groups(self, new: Sequence[Item], refs: Sequence[StoryRef]) -> dict[int, Match]:
-        """For each new-story group of this batch (its first item), the stored story it joins."""
+    def match_groups(
+        self,
+        new: Sequence[Item],
+        refs: Sequence[StoryRef],
+        features: Sequence[Features] | None = None,
+    ) -> dict[int, Match]:
+        """For each new-story group of this batch (its first item), the stored story it joins.
+
+        `features`, aligned with `new`, are the items' features when already extracted (by
+        the parse worker, issue 8); without them each group's first item is extracted here."""
         found: dict[int, Match] = {}
         self._group_features, self._group_vectors = {}, {}
-        firsts: dict[int, Item] = {}
-        for item, ref in zip(new, refs, strict=True):
+        given = _aligned(new, features)
+        firsts: dict[int, int] = {}  # group -> its first item's position in `new`
+        for n, (_, ref) in enumerate(zip(new, refs, strict=True)):
             if ref.group is not None:
-                firsts.setdefault(ref.group, item)
+                firsts.setdefault(ref.group, n)
         if not firsts:
             return found
         index, embed = self.index, self.embed
         if embed is not None:
-            texts = [embed_text(i.title, i.summary_text) for i in firsts.values()]
+            texts = [embed_text(new[n].title, new[n].summary_text) for n in firsts.values()]
             self._group_vectors = dict(zip(firsts, embed(texts), strict=True))
-        for group, item in firsts.items():
-            features = features_of(item)
-            self._group_features[group] = features
+        for group, n in firsts.items():
+            first = features_of(new[n]) if given is None else given[n]
+            self._group_features[group] = first
             match = index.match(
-                features,
+                first,
                 self.settings.threshold,
                 vector=self._group_vectors.get(group),
                 semantic_threshold=self.settings.semantic_threshold,
@@ -157,13 +166,17 @@ class RunClusterer:
         known: dict[str, int],
         matches: dict[int, Match],
         now: datetime,
+        features: Sequence[Features] | None = None,
     ) -> None:
-        """Write each new item's link (why it is in its story) and queue it for the index."""
+        """Write each new item's link (why it is in its story) and queue it for the index.
+
+        `features`, aligned with `new`: as for `match_groups`."""
+        given = _aligned(new, features)
         ids = tx.get_item_ids(source_id, [i.guid for i in new])
         first_of_group: dict[int, int] = {}
         links: list[StoryLink] = []
         vectors: dict[int, bytes] = {}
-        for item, ref, story_id in zip(new, refs, story_ids, strict=True):
+        for n, (item, ref, story_id) in enumerate(zip(new, refs, story_ids, strict=True)):
             item_id = ids[item.guid]
             if ref.story_id is not None:
                 key = next(k for k in item_keys(item) if k in known)
@@ -177,13 +190,13 @@ class RunClusterer:
                 if ref.group is not None:
                     first_of_group[ref.group] = item_id
                 links.append(StoryLink(item_id, story_id, "lead", 0.0))
-            features = (
-                self._group_features.get(ref.group) if ref.group is not None else None
-            ) or features_of(item)
+            own = (self._group_features.get(ref.group) if ref.group is not None else None) or (
+                features_of(item) if given is None else given[n]
+            )
             vector = self._group_vectors.get(ref.group) if ref.group is not None else None
             if vector is not None:
                 vectors[item_id] = pack(vector)
-            self._pending.append((item_id, features, story_id, now, vector))
+            self._pending.append((item_id, own, story_id, now, vector))
         tx.set_story_links(links, now)
         if vectors:
             tx.set_item_vectors(MODEL, vectors)
@@ -196,6 +209,12 @@ class RunClusterer:
 
     def rollback(self) -> None:
         self._pending.clear()
+
+
+def _aligned(new: Sequence[Item], features: Sequence[Features] | None) -> Sequence[Features] | None:
+    if features is not None and len(features) != len(new):
+        raise ValueError(f"{len(features)} features for {len(new)} items")
+    return features
 
 
 def match_link(item_id: int, story_id: int, m: Match) -> StoryLink:

@@ -16,12 +16,8 @@ from aggregator._budget import BudgetExceeded
 from aggregator.exceptions import ParseError, SourceError
 from aggregator.fetch import Resolver, fetch_source, system_resolver
 from aggregator.parse import common_feed_urls, discover_feeds, parse_fetched
-from aggregator.pipeline._update import (
-    Prepared,
-    _parse_pool,
-    _worker_classifier,
-    prepare_items,
-)
+from aggregator.pipeline._prepare import Prepared, _worker_classifier, prepare_items
+from aggregator.pipeline._update import _parse_pool
 from aggregator.storage import StorageType
 from aggregator.types import (
     DEFAULT_MAX_ITEMS_PER_RUN,

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -21,49 +18,31 @@ import httpx
 
 from aggregator._budget import BudgetExceeded, WorkerPool
 from aggregator._version import __version__
-from aggregator.classify import Classifier, make_classifier
-from aggregator.dedupe import assign_stories, disambiguate_guids, item_keys
+from aggregator.classify import Classifier
+from aggregator.dedupe import assign_stories, item_keys
 from aggregator.exceptions import FetchError, ParseError, SourceError, StorageError
 from aggregator.fetch import Resolver, fetch_source, make_client, system_resolver
-from aggregator.normalize import normalize_entry, truncated_fields
-from aggregator.parse import parse_fetched
 from aggregator.pipeline._cluster import RunClusterer  # issue 4
 from aggregator.pipeline._examples import (  # issue 5
     load_examples,
     make_run_classifier,
     worker_settings,
 )
-from aggregator.pipeline._timing import Laps, StageTimes
+from aggregator.pipeline._prepare import Prepared, _prepare_in_worker
+from aggregator.pipeline._timing import StageTimes
 from aggregator.storage import StorageType
 from aggregator.types import (
     DEFAULT_MAX_ITEMS_PER_RUN,
-    ClassifySettings,  # issue 5
     Config,
-    Example,  # issue 5
     Fetched,
-    Item,
-    Placement,
-    Section,
     Source,
     SourceResult,
     SourceState,
-    Topic,
 )
 
 MAX_BACKOFF = timedelta(hours=24)
 
 Progress = Callable[[SourceResult], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A source's parsed, normalized and classified items, ready to store."""
-
-    items: tuple[tuple[Item, Placement], ...]
-    skipped: int
-    warnings: tuple[str, ...]
-    # bench: (stage, wall s, cpu s) of parse / normalize / classify, as the worker saw them
-    times: tuple[tuple[str, float, float], ...] = field(default=(), compare=False)
 
 
 # --- update: fetch, parse, normalize, classify, dedupe, store ------------------------------
@@ -77,46 +56,6 @@ def backoff(interval: timedelta, failures: int) -> timedelta:
     """Delay before retrying a source that failed `failures` times in a row."""
     delay: timedelta = interval * (2 ** max(0, failures - 1))
     return min(MAX_BACKOFF, delay)
-
-
-def prepare_items(fetched: Fetched, source: Source, classifier: Classifier, limit: int) -> Prepared:
-    """Fetched -> classified Items (pure, CPU-bound: run it off the event loop)."""
-    laps = Laps()
-    parsed = parse_fetched(fetched, source.kind, source.selectors)
-    laps.lap("parse")
-    items: list[Item] = []
-    skipped = 0
-    truncated: Counter[str] = Counter()
-    for entry in parsed.entries:
-        item = normalize_entry(entry, source.id)
-        if item is None:
-            skipped += 1
-        else:
-            items.append(item)
-            truncated.update(truncated_fields(entry, item))
-    warnings = list(parsed.warnings)
-    if skipped:
-        warnings.append(f"skipped {skipped} entries with no title, link or text")
-    if truncated:
-        plural = {"title": "titles", "summary": "summaries"}
-        counts = ", ".join(f"{n} {plural[f]}" for f, n in sorted(truncated.items()))
-        warnings.append(f"truncated oversized fields: {counts}")
-    items = disambiguate_guids(items)
-    if len(items) > limit:
-        # Keep the newest: a 10,000-item archive feed must not flood one run.
-        dated = sorted(
-            items, key=lambda i: i.published or datetime.min.replace(tzinfo=UTC), reverse=True
-        )
-        warnings.append(f"kept the newest {limit} of {len(items)} entries")
-        items = dated[:limit]
-    laps.lap("normalize")
-    # issue 5: one batch, so the learned layer encodes the source's items together
-    placements = classifier.classify_many(items, [source.section] * len(items))
-    placed = tuple(zip(items, placements, strict=True))
-    laps.lap("classify")
-    return Prepared(
-        items=placed, skipped=skipped, warnings=tuple(warnings), times=tuple(laps.times)
-    )
 
 
 def store_items(
@@ -141,6 +80,13 @@ def store_items(
     with storage.transaction() as tx:
         existing = tx.get_item_ids(source.id, [i.guid for i in items])
         new = [(i, p) for i, p in prepared.items if i.guid not in existing]
+        # issue 8: the features the parse worker extracted, aligned with `new` (None: the
+        # clusterer extracts them itself)
+        features = (
+            [f for i, f in zip(items, prepared.features, strict=True) if i.guid not in existing]
+            if prepared.features
+            else None
+        )
         if existing:
             tx.touch_items(list(existing.values()), now)
         with timings.measure("cluster") if timings is not None else contextlib.nullcontext():
@@ -148,7 +94,9 @@ def store_items(
             known = tx.get_story_ids(keys) if keys else {}
             refs = assign_stories([i for i, _ in new], known)
             # issue 4: a group that would start a story may join a stored one instead
-            matches = clusterer.match_groups([i for i, _ in new], refs) if clusterer else {}
+            matches = (
+                clusterer.match_groups([i for i, _ in new], refs, features) if clusterer else {}
+            )
         # Batched (issue 8): the new stories in one statement, the new items in another.
         groups = sorted(
             {r.group for r in refs if r.story_id is None and r.group is not None} - set(matches)
@@ -163,7 +111,7 @@ def store_items(
         if clusterer is not None:  # issue 4: why each item is in its story
             news = [i for i, _ in new]
             ids = [story_id for _, story_id, _ in rows]
-            clusterer.record(tx, source.id, news, refs, ids, known, matches, now)
+            clusterer.record(tx, source.id, news, refs, ids, known, matches, now, features)
         tx.set_source_state(_success_state(state, source, fetched, now))
     if clusterer is not None:
         clusterer.commit()
@@ -228,6 +176,11 @@ def _failed_state(
     )
 
 
+def _in_flight_limit(concurrency: int, workers: int) -> int:
+    """How many sources may be between fetching and stored at once (issue 8)."""
+    return max(1, concurrency) + 2 * workers
+
+
 class _HostLimits:
     """At most `per_host` requests to one host at a time, `total` overall."""
 
@@ -248,33 +201,6 @@ class _HostLimits:
 # --- the parse budget: prepare_items in a killable worker process (aggregator/_budget.py) --
 
 
-_DEFAULT_CLASSIFY = ClassifySettings()  # issue 5
-
-
-def _prepare_in_worker(
-    fetched: Fetched,
-    source: Source,
-    sections: tuple[Section, ...],
-    topic: Topic,
-    limit: int,
-    examples: tuple[Example, ...] = (),  # issue 5: the learned layer's training data
-    settings: ClassifySettings = _DEFAULT_CLASSIFY,
-) -> Prepared:
-    """prepare_items as a parse worker runs it: the classifier is compiled once per worker."""
-    classifier = _worker_classifier(sections, topic, examples, settings)
-    return prepare_items(fetched, source, classifier, limit)
-
-
-@functools.lru_cache(maxsize=4)
-def _worker_classifier(
-    sections: tuple[Section, ...],
-    topic: Topic,
-    examples: tuple[Example, ...] = (),
-    settings: ClassifySettings = _DEFAULT_CLASSIFY,
-) -> Classifier:
-    return make_classifier(sections, topic, examples, settings)
-
-
 def _reclassified(prepared: Prepared, source: Source, classifier: Classifier) -> Prepared:
     """issue 5: the items of a worker's Prepared placed again by `classifier` (one batch)."""
     items = [item for item, _ in prepared.items]
@@ -288,7 +214,8 @@ def _parse_pool(config: Config) -> WorkerPool:
         config.fetch.parse_workers or None,
         timeout=config.fetch.parse_timeout,
         memory_bytes=config.fetch.parse_memory_mb * 1024 * 1024,
-        preload=(__name__,),  # the fork server imports the stages once for every worker
+        # the fork server imports the worker's stages once for every worker
+        preload=("aggregator.pipeline._prepare",),
     )
 
 
@@ -328,11 +255,23 @@ async def update_sources(
     examples = load_examples(config, storage) if sources else ()
     in_worker = worker_settings(config.classify)
     main_classifier: list[Classifier] = []  # the embedding model, loaded on first use
+    # issue 8, backpressure: at most this many sources between "fetching" and "stored", so
+    # bodies and parsed items cannot pile up while the main process is busy storing. Enough
+    # to keep every fetch slot and every parse worker busy, with a queue of one per worker.
+    in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
+    worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
 
     async def one(source: Source) -> SourceResult:
+        async with contextlib.AsyncExitStack() as held:
+            return await process(source, held)
+
+    async def process(source: Source, held: contextlib.AsyncExitStack) -> SourceResult:
         state = states.get(source.id) or SourceState(source_id=source.id)
         try:
             async with limits.total, limits.host(source.url):
+                # Taken once the fetch may start (a source waiting for its host holds none),
+                # given back when `one` returns: after the store, or the failure's record.
+                await held.enter_async_context(in_flight)
                 w0 = time.perf_counter()
                 fetched = await fetch_source(
                     client, source, state.validators, config.fetch, resolver=resolver, now=now
@@ -351,6 +290,7 @@ async def update_sources(
                     DEFAULT_MAX_ITEMS_PER_RUN,
                     examples,
                     in_worker,
+                    clusterer is not None,
                 )
             except BudgetExceeded as e:  # out of time or memory, or the worker died
                 raise ParseError(source.id, fetched.url, e.kind, e.message) from e
@@ -361,6 +301,7 @@ async def update_sources(
                     _reclassified, prepared, source, main_classifier[0]
                 )
             times.add_all(prepared.times)
+            worker_cluster_cpu[0] += sum(c for s, _, c in prepared.times if s == "cluster")
             if clusterer is not None and prepared.items:  # issue 4, review finding 12:
                 # the window index is built off the event loop, before the write lock
                 await asyncio.to_thread(clusterer.prepare)
@@ -411,7 +352,7 @@ async def update_sources(
         _store_not_modified(storage, not_modified, times)
     # The event loop's own CPU (HTTP, and the parse workers' replies unpickled) is what the
     # process spent besides storing.
-    other = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster"))
+    other = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster")) - worker_cluster_cpu[0]
     times.cpu["fetch"] = max(0.0, time.process_time() - cpu0 - other)
     order = {s.id: n for n, s in enumerate(config.sources)}
     results.sort(key=lambda r: order[r.source_id])
