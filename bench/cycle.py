@@ -2,6 +2,7 @@
 
     python -m bench.cycle ours   --base URL --sources N --dir DIR
     python -m bench.cycle reader --base URL --sources N --dir DIR --workers W
+    python -m bench.cycle sample PID     (RssSampler's process: peak PSS of PID's tree)
 
 Prints one JSON object on stdout. Each side runs in its own process so that its peak RSS
 and its imports are its own, and so that one side's garbage cannot slow the other. Only the
@@ -15,6 +16,8 @@ import asyncio
 import json
 import os
 import resource
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -68,33 +71,57 @@ def write_config(
 
 
 class RssSampler:
-    """Peak resident memory of this process and all its descendants (parse workers and the
-    fork server), sampled from /proc every 100 ms."""
+    """Peak memory of this process and all its descendants (parse workers and the fork
+    server): the summed PSS, sampled from /proc every 100 ms by a process of its own
+    (`python -m bench.cycle sample PID`). Reading a 200 MB process's smaps_rollup costs the
+    reader about 5 ms of kernel time, so a sampling thread would bill the measured process
+    about a tenth of a core; the sampler process leaves itself out of the tree it sums."""
 
     def __init__(self) -> None:
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> RssSampler:
-        self._thread.start()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.cycle", "sample", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        out, _ = proc.communicate("", timeout=30)  # stdin closed: it prints the peak, exits
+        self.peak = int(out.strip() or 0)
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, tree_rss(os.getpid()))
+
+def sample_until_stdin_closes(root: int, interval: float = 0.1) -> int:
+    """The peak of `tree_rss(root)` (this process left out) until stdin is closed."""
+    peak = 0
+    done = threading.Event()
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    while not done.wait(interval):
+        peak = max(peak, tree_rss(root, skip=os.getpid()))
+    return max(peak, tree_rss(root, skip=os.getpid()))
 
 
-def tree_rss(root: int) -> int:
-    """Bytes of memory `root` and its descendants hold: the sum of their proportional set
-    sizes (PSS, Linux), so pages the fork server shares with its workers count once."""
+def tree_rss(root: int, skip: int | None = None) -> int:
+    """Bytes of memory `root` and its descendants (but `skip` and its own) hold: the sum of
+    their proportional set sizes (PSS, Linux), so pages the fork server shares with its
+    workers count once."""
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
+        if pid == skip:
+            continue
         total += _pss(pid)
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
@@ -215,6 +242,9 @@ def run_reader(base: str, sources: int, folder: Path, workers: int) -> dict[str,
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["sample"]:  # RssSampler's process
+        print(sample_until_stdin_closes(int(sys.argv[2])))
+        return
     parser = argparse.ArgumentParser(prog="python -m bench.cycle")
     parser.add_argument("peer", choices=["ours", "reader"])
     parser.add_argument("--base", required=True)
