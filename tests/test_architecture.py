@@ -131,3 +131,47 @@ def test_public_names_are_sorted_and_exist():
     assert list(aggregator.__all__) == sorted(aggregator.__all__)
     for name in aggregator.__all__:
         assert hasattr(aggregator, name), name
+
+
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """name -> module, from the `if TYPE_CHECKING:` imports of a lazy package `__init__`."""
+    found: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module:
+                    found.update({a.asname or a.name: stmt.module for a in stmt.names})
+    return found
+
+
+def test_lazy_public_names_are_the_defining_modules_objects():
+    """issue 8: `aggregator` and `aggregator.pipeline` import their names on first use; each
+    must be the very object its module (as the type checker sees it) defines."""
+    import importlib
+
+    from aggregator import pipeline
+
+    for package in (aggregator, pipeline):
+        declared = _type_checking_imports(Path(package.__file__))
+        assert declared, package.__name__
+        for name, module in declared.items():
+            assert name in package.__all__, (package.__name__, name)
+            expected = getattr(importlib.import_module(module), name)
+            assert getattr(package, name) is expected, (package.__name__, name)
+
+
+def test_a_parse_worker_imports_neither_the_store_nor_http_nor_the_renderers():
+    """issue 8: the fork server preloads `aggregator.pipeline._prepare`; what it imports
+    every worker carries (about 20 MB more with SQLAlchemy, httpx, jinja2 and Starlette)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aggregator._budget, aggregator.pipeline._prepare\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sqlalchemy', 'httpx', 'httpcore', 'jinja2', 'starlette', 'uvicorn', 'apscheduler'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
