@@ -7,9 +7,9 @@ which imports `aggregator.pipeline._prepare`, loads only the stages it runs (iss
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from aggregator._lazy import lazy_names
 from aggregator._version import __version__
 from aggregator.exceptions import (
     AggregatorError,
@@ -78,27 +78,7 @@ __all__ = [
 ]
 
 
-# The modules that define the names imported on first use.
-_LAZY = {
-    "load_config": "aggregator.config",
-    "build_digest": "aggregator.pipeline",
-    "build_feed": "aggregator.pipeline",
-    "open_client": "aggregator.pipeline",
-    "run_once": "aggregator.pipeline",
-    "update_sources": "aggregator.pipeline",
-    "StorageType": "aggregator.storage",
-    "open_storage": "aggregator.storage",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next look-up finds it directly
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Where the names imported on first use are defined, searched in this order.
+__getattr__, __dir__ = lazy_names(
+    __name__, __all__, ("aggregator.config", "aggregator.pipeline", "aggregator.storage")
+)

@@ -15,8 +15,9 @@ each worker's memory).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from aggregator._lazy import lazy_names
 
 if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each name
     from aggregator.pipeline._cluster import (  # story clustering (issue 4)
@@ -181,30 +182,22 @@ __all__ = [
 ]
 
 
-# The modules that define the public names, searched in this order on first use.
-_MODULES = (
-    "_prepare",
-    "_cluster",
-    "_examples",
-    "_outputs",
-    "_send",
-    "_sources",
-    "_timing",
-    "_update",
-    "_web",
+# Where the public names are defined, searched in this order on first use.
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    __all__,
+    tuple(
+        f"{__name__}.{m}"
+        for m in (
+            "_prepare",
+            "_cluster",
+            "_examples",
+            "_outputs",
+            "_send",
+            "_sources",
+            "_timing",
+            "_update",
+            "_web",
+        )
+    ),
 )
-
-
-def __getattr__(name: str) -> object:
-    if name in __all__:
-        for module in _MODULES:
-            found = importlib.import_module(f"{__name__}.{module}")
-            if hasattr(found, name):
-                value = getattr(found, name)
-                globals()[name] = value  # the next look-up finds it directly
-                return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

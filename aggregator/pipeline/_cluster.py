@@ -25,7 +25,6 @@ from aggregator.cluster import (
     Vector,
     cluster_items,
     embed_text,
-    extract_features,
     load_embedder,
     pack,
     unpack,
@@ -33,13 +32,10 @@ from aggregator.cluster import (
 from aggregator.cluster._text import Features
 from aggregator.dedupe import StoryRef, item_keys
 from aggregator.exceptions import ConfigError, ConfigProblem
+from aggregator.pipeline._prepare import features_of
 from aggregator.rank import choose_lead, rank_stories
 from aggregator.storage import StorageType, TransactionType
 from aggregator.types import ClusterSettings, Config, Item, StoredItem, Story, StoryLink
-
-
-def features_of(item: Item) -> Features:
-    return extract_features(item.title, item.summary_text)
 
 
 @dataclass(slots=True)

@@ -31,6 +31,11 @@ from aggregator.types import (
 )
 
 
+def features_of(item: Item) -> Features:
+    """An item's clustering features (in the parse worker, and for stored items)."""
+    return extract_features(item.title, item.summary_text)
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A source's parsed, normalized and classified items, ready to store."""
@@ -83,9 +88,7 @@ def prepare_items(
     placements = classifier.classify_many(items, [source.section] * len(items))
     placed = tuple(zip(items, placements, strict=True))
     laps.lap("classify")
-    features = (
-        tuple(extract_features(item.title, item.summary_text) for item in items) if cluster else ()
-    )
+    features = tuple(map(features_of, items)) if cluster else ()
     if cluster:
         laps.lap("cluster")
     return Prepared(
