@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from aggregator.cluster import (
     DEFAULT_THRESHOLD,
     Doc,
     StoryIndex,
+    _index,
     cluster_items,
     extract_features,
     pairwise_quality,
@@ -323,6 +325,72 @@ def test_score_bound_never_rules_out_a_pair_that_reaches_the_floor():
     assert ruled_out > checked // 4  # and it does rule pairs out
 
 
+def _columns(bound: ScoreBound, a, b, idf) -> list[float]:
+    """The sums ScoreBound.reaches_many expects for the pair (a, b), as documented."""
+    return [
+        sum(idf(t) for t in a.doc & b.doc),
+        sum(idf(t) for t in a.title & b.doc),
+        len(a.title & a.names & b.doc),
+        len(bound.rare_names & b.names),
+        len(a.numbers & b.numbers),
+    ]
+
+
+def test_reaches_many_never_rules_out_a_pair_that_reaches_the_floor():
+    """The numpy pass's bound (issue 8), over every ordered pair of the dev set's items at
+    floors around the scores: a pair whose score reaches a floor always passes."""
+    index = background_index()
+    feats = _features_of_background()
+    idf = index.idf
+    checked = ruled_out = 0
+    for a in feats:
+        bound = ScoreBound(a, {t: idf(t) for f in feats for t in f.doc | f.title | f.names})
+        sums = np.array([_columns(bound, a, b, idf) for b in feats])
+        scores = [score_pair(a, b, idf).score for b in feats]
+        for floor in (0.05, DEFAULT_THRESHOLD, 0.5):
+            for score, passes in zip(scores, bound.reaches_many(sums, floor), strict=True):
+                assert passes or score < floor, (a, floor)
+                checked += 1
+                ruled_out += not passes
+        for n, score in enumerate(scores):  # a floor at each pair's own score
+            assert bound.reaches_many(sums[n : n + 1], score)[0]
+    assert ruled_out > checked // 2  # and it does rule pairs out
+
+
+def test_index_sums_what_reaches_many_expects():
+    """The index's numpy gather (`_Bags`) adds up the documented columns for every indexed
+    item, and leaves nothing behind for the next new item."""
+    feats = _features_of_background()
+    index = StoryIndex(timedelta(days=14))
+    for n, f in enumerate(feats):
+        index.add(n, f, n, T0)
+    weights = {t: index.idf(t) for f in feats for t in f.doc | f.title | f.names}
+    bags = index._bags
+    for a in feats[:40]:
+        bound = ScoreBound(a, weights)
+        bags.load(bound, a.numbers)
+        sums = bags.sums([index._entries[n].bag for n in range(len(feats))])
+        bags.clear()
+        assert sums is not None
+        expected = [_columns(bound, a, b, weights.__getitem__) for b in feats]
+        assert sums == pytest.approx(np.array(expected), rel=1e-12, abs=1e-12)
+        assert not bags.values.any()
+
+
+def test_replaced_and_expired_items_are_never_candidates():
+    """A replaced item is found once, under its new words; an expired one not at all."""
+    index = StoryIndex(timedelta(days=1))
+    old = extract_features("Flood closes Millbrook bridge", "The Millbrook bridge closed.")
+    new = extract_features("Council elects Harwood as mayor", "Voters chose Harwood.")
+    index.add("a", old, "s1", T0)
+    index.add("b", old, "s2", T0 + timedelta(hours=20))
+    index.add("a", new, "s1", T0 + timedelta(hours=1))  # replaced
+    assert index.candidates(old) == ["b"]
+    assert index.candidates(new) == ["a"]
+    index.expire(T0 + timedelta(days=1, hours=2))  # "a" (replaced at +1h) leaves
+    assert index.candidates(new) == [] and index.candidates(old) == ["b"]
+
+
 def _match_in_full(index: StoryIndex, features, threshold: float) -> Match | None:
     """What StoryIndex.match returned before its bound: every candidate scored in full."""
     best: Match | None = None
@@ -334,10 +402,12 @@ def _match_in_full(index: StoryIndex, features, threshold: float) -> Match | Non
     return best
 
 
+@pytest.mark.parametrize("many", [1, 10**9])  # the numpy pass for every match, or never
 @pytest.mark.parametrize("threshold", [0.1, DEFAULT_THRESHOLD, 0.4])
-def test_index_match_equals_scoring_every_candidate(threshold):
+def test_index_match_equals_scoring_every_candidate(threshold, many, monkeypatch):
     """The same story, member, score and evidence as scoring every candidate, with word
     rarity from the window (changing as items are added) and from a fixed vocabulary."""
+    monkeypatch.setattr(_index, "MANY_CANDIDATES", many)
     docs = sorted(((t, x, i) for i, (t, x) in enumerate(background())), key=lambda d: (d[0], d[2]))
     for index in (StoryIndex(timedelta(days=14)), background_index()):
         for n, (title, text, _) in enumerate(docs):

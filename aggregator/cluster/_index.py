@@ -8,18 +8,23 @@ bounded by `probe_tokens * max_postings` look-ups and `max_candidates` compariso
 many items the store holds; items older than the window leave the index (`expire`).
 
 Scoring a candidate is cheap first: word rarity is looked up once per word while the window
-stays as it is (`_Weights`), and a candidate is scored in full (`score_pair`) only when the
-upper bound of its score (`ScoreBound`) could change the outcome: reach the threshold, beat
-the best match so far, or, with a vector and no lexical match yet, pass the semantic
-signal's lexical floor. Which story an item joins, and the scores and evidence recorded, are
-those of scoring every candidate in full.
+stays as it is (`_Weights`); with many candidates, one numpy pass over all of them
+(`_Bags`, `ScoreBound.reaches_many`) rules out those that cannot reach the lowest floor;
+each one left is bounded on its own (`ScoreBound.reaches`) and scored in full
+(`score_pair`) only when its bound could change the outcome: reach the threshold, beat the
+best match so far, or, with a vector and no lexical match yet, pass the semantic signal's
+lexical floor. Which story an item joins, and the scores and evidence recorded, are those
+of scoring every candidate in full.
 
-Memory (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
-frozensets) and posting lists are plain lists, so a 30,000-item window takes about 50 MB
-rather than 170 MB; a pair is unpacked only to be scored in full.
+Memory and speed (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
+frozensets), plus its word ids as int32 bytes for the numpy pass; posting lists are typed
+arrays of item slots, read for all of a new item's probe words in one numpy call. A pair
+is unpacked only to be scored in full. The benchmark's 30,000 items take 46 MB (tracemalloc),
+of which the word ids and the numpy pass's table take 13 MB; as frozensets and deques they
+took 170 MB.
 
-`comparisons` counts the candidates compared (bounded or scored), for the flat-cost test and
-the benchmark. Imports only the cluster stage's own modules.
+`comparisons` counts the candidates compared (ruled out at once, bounded or scored), for
+the flat-cost test and the benchmark. Imports only the cluster stage's own modules and numpy.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import numpy as np
 
 from aggregator.cluster._score import PairScore, ScoreBound, score_pair
 from aggregator.cluster._semantic import VERIFY_FLOOR, Vector, cosine, verified
@@ -42,6 +50,11 @@ DEFAULT_MAX_CANDIDATES = 64
 # Pseudo-documents that contain none of the words: with an almost empty window (a first run)
 # every word would look common and the weights would swing with the order items come in.
 PRIOR_DOCS = 100
+# From how many candidates on `match` rules candidates out in one numpy pass first (issue 8):
+# below it, the pass's fixed cost is more than `ScoreBound.reaches` on each.
+MANY_CANDIDATES = 8
+# Bag ids: an item's names and numbers are kept apart from its words (a name is also a word).
+_NAME, _NUMBER = "\x01", "\x02"
 
 
 @dataclass(slots=True)
@@ -50,6 +63,81 @@ class _Entry:
     story: Hashable
     when: datetime
     vector: Vector | None = None
+    # the ids of its words, names and numbers (int32, see _Bags): what the numpy pass sums
+    bag: bytes = b""
+    slot: int = 0  # its number in the posting lists (a replaced item gets a new one)
+
+
+class _Bags:
+    """Word ids and, per new item, the values the numpy pass sums over a candidate's ids.
+
+    Every word, name and number of an indexed item gets an id on first sight (ids are not
+    reused; the index lives for one run). `load` writes a new item's values into the rows
+    of its own words, `sums` adds them up over each candidate's bag in one pass, `clear`
+    zeroes them again: every other row stays 0, so a candidate's other words add nothing."""
+
+    COLUMNS = 5  # see ScoreBound.reaches_many
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.values = np.zeros((1024, self.COLUMNS))
+        self._loaded: list[int] = []
+
+    def bag(self, features: Packed) -> bytes:
+        ids = self.ids
+        tokens = [
+            *features.doc,
+            *(_NAME + n for n in features.names),
+            *(_NUMBER + n for n in features.numbers),
+        ]
+        for token in tokens:
+            if token not in ids:
+                ids[token] = len(ids)
+        if len(ids) > len(self.values):
+            grown = np.zeros((2 * len(ids), self.COLUMNS))
+            grown[: len(self.values)] = self.values
+            self.values = grown
+        return array("i", map(ids.__getitem__, tokens)).tobytes()
+
+    def load(self, bound: ScoreBound, numbers: Collection[str]) -> None:
+        ids = self.ids
+        rows: list[int] = []
+        values: list[tuple[float, float, float, float, float]] = []
+        for token, doc, title, name in bound.columns():
+            i = ids.get(token)
+            if i is not None:
+                rows.append(i)
+                values.append((doc, title, name, 0.0, 0.0))
+        for n in bound.rare_names:
+            i = ids.get(_NAME + n)
+            if i is not None:
+                rows.append(i)
+                values.append((0.0, 0.0, 0.0, 1.0, 0.0))
+        for n in numbers:
+            i = ids.get(_NUMBER + n)
+            if i is not None:
+                rows.append(i)
+                values.append((0.0, 0.0, 0.0, 0.0, 1.0))
+        if rows:  # every id once: words, names and numbers have ids of their own
+            self.values[rows] = values
+            self._loaded = rows
+
+    def sums(self, bags: list[bytes]) -> np.ndarray | None:
+        """Per bag, the column sums of the loaded values over its ids; None if a bag is
+        empty (`np.add.reduceat` cannot express an empty segment)."""
+        lengths = np.fromiter(map(len, bags), np.int64, len(bags)) >> 2
+        if not lengths.all():
+            return None
+        starts = np.zeros(len(bags), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        ids = np.frombuffer(b"".join(bags), np.int32).astype(np.intp)
+        result: np.ndarray = np.add.reduceat(np.take(self.values, ids, axis=0), starts, axis=0)
+        return result
+
+    def clear(self) -> None:
+        if self._loaded:
+            self.values[self._loaded] = 0.0
+            self._loaded = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +203,19 @@ class StoryIndex:
         self.probe_tokens = probe_tokens
         self.max_candidates = max_candidates
         self._entries: dict[Hashable, _Entry] = {}
-        # Lists, not deque(maxlen=): most words are in one or two items, and a one-key list
-        # takes 88 bytes where a deque takes 760 (issue 8, memory).
-        self._postings: dict[str, list[Hashable]] = {}
+        # token -> the slots of the items holding it, oldest first: typed arrays, so that
+        # `candidates` reads all of a new item's lists with numpy in one go, and small (a
+        # one-item array takes 72 bytes, a deque(maxlen=) 760) (issue 8).
+        self._postings: dict[str, array[int]] = {}
+        # slot -> key, and whether that slot is still indexed (posting lists drop a removed
+        # item's slot lazily: look-ups skip the dead ones)
+        self._slot_keys: list[Hashable] = []
+        self._alive = np.zeros(1024, np.bool_)
         self._df: Counter[str] = Counter()
         # (when, n, key), a heap: items may arrive out of time order (a late feed).
         self._order: list[tuple[datetime, int, Hashable]] = []
         self._seq = itertools.count()
+        self._bags = _Bags()
         self.comparisons = 0
 
     def __len__(self) -> int:
@@ -155,15 +249,21 @@ class StoryIndex:
             self.remove(key)
         if self._vocabulary is None:
             self._weights.clear()
-        self._entries[key] = _Entry(pack_features(features), story, when, vector)
-        heapq.heappush(self._order, (when, next(self._seq), key))
-        for token in set(_keys(self._entries[key].features)):  # the interned words
+        packed = pack_features(features)
+        slot = next(self._seq)
+        self._entries[key] = _Entry(packed, story, when, vector, self._bags.bag(packed), slot)
+        self._slot_keys.append(key)
+        if slot >= len(self._alive):
+            self._alive = np.concatenate((self._alive, np.zeros_like(self._alive)))
+        self._alive[slot] = True
+        heapq.heappush(self._order, (when, slot, key))
+        for token in set(_keys(packed)):  # the interned words
             self._df[token] += 1
             postings = self._postings.get(token)
             if postings is None:
-                self._postings[token] = [key]
+                self._postings[token] = array("q", (slot,))
             else:
-                postings.append(key)
+                postings.append(slot)
                 if len(postings) > self.max_postings:
                     del postings[0]
 
@@ -173,6 +273,8 @@ class StoryIndex:
             return
         if self._vocabulary is None:
             self._weights.clear()
+        self._alive[entry.slot] = False
+        self._slot_keys[entry.slot] = None
         for token in set(_keys(entry.features)):
             self._df[token] -= 1
             if self._df[token] <= 0:
@@ -200,20 +302,31 @@ class StoryIndex:
 
     def candidates(self, features: Features) -> list[Hashable]:
         """The indexed items sharing the most of this item's rarest words and numbers."""
-        df, postings, entries, weights = self._df, self._postings, self._entries, self._weights
+        df, postings, weights = self._df, self._postings, self._weights
         # Rarest first, ties by token: sorted by token, then (stable) by document frequency.
         probes = sorted(
             sorted(k for k in set(_keys(features)) if k in postings), key=df.__getitem__
         )
-        hits: dict[Hashable, float] = {}
-        get = hits.get
-        for token in probes[: self.probe_tokens]:
-            weight = weights[token]
-            for key in postings[token]:
-                if key in entries:
-                    hits[key] = get(key, 0.0) + weight
-        # Most weight first, ties in the order found (a stable sort).
-        return sorted(hits, key=hits.__getitem__, reverse=True)[: self.max_candidates]
+        probes = probes[: self.probe_tokens]
+        if not probes:
+            return []
+        # Every posting of every probe, in probe order, each with its probe's weight.
+        lists = [postings[token] for token in probes]
+        slots = np.frombuffer(b"".join(lists), np.int64)
+        weight = np.repeat(np.array([weights[t] for t in probes]), list(map(len, lists)))
+        alive = self._alive[slots]
+        if not alive.all():
+            slots, weight = slots[alive], weight[alive]
+        if not len(slots):
+            return []
+        # Per item: its weight summed in the order found (as a loop over the lists would add
+        # it up: the same float), and where it was first found.
+        found, first, where = np.unique(slots, return_index=True, return_inverse=True)
+        hits = np.bincount(where, weights=weight, minlength=len(found))
+        # Most weight first, ties in the order found.
+        best = np.lexsort((first, -hits))[: self.max_candidates]
+        keys = self._slot_keys
+        return [keys[slot] for slot in found[best].tolist()]
 
     def match(
         self,
@@ -234,11 +347,17 @@ class StoryIndex:
         idf = weights.__getitem__
         bound = ScoreBound(features, weights) if self._bounded else None
         entries = self._entries
-        for key in self.candidates(features):
+        candidates = self.candidates(features)
+        if exclude:
+            candidates = [k for k in candidates if entries[k].story not in exclude]
+        self.comparisons += len(candidates)
+        if bound is not None and len(candidates) >= MANY_CANDIDATES:
+            # One numpy pass first (issue 8): out go the candidates that cannot reach the
+            # lowest floor any of them will face (the threshold, or the semantic floor).
+            lowest = min(threshold, VERIFY_FLOOR) if vector is not None else threshold
+            candidates = self._may_reach(bound, features, candidates, lowest)
+        for key in candidates:
             entry = entries[key]
-            if entry.story in exclude:
-                continue
-            self.comparisons += 1
             semantic_open = best is None and vector is not None and entry.vector is not None
             if bound is not None:
                 # The score this candidate must reach to change anything: beat the best
@@ -263,6 +382,20 @@ class StoryIndex:
                 ):
                     semantic = Match(story=entry.story, item=key, pair=pair, cosine=cos)
         return best or semantic
+
+    def _may_reach(
+        self, bound: ScoreBound, features: Features, keys: list[Hashable], floor: float
+    ) -> list[Hashable]:
+        """`keys` less those `bound.reaches_many` rules out, in the same order."""
+        bags = self._bags
+        bags.load(bound, features.numbers)
+        try:
+            sums = bags.sums([self._entries[k].bag for k in keys])
+        finally:
+            bags.clear()
+        if sums is None:
+            return keys
+        return list(itertools.compress(keys, bound.reaches_many(sums, floor).tolist()))
 
     def score(self, features: Features, key: Hashable) -> PairScore | None:
         """The pair score against one indexed item (for explaining an editor's merge)."""

@@ -25,13 +25,21 @@ of b's whole text, without sorting and without building the evidence. A candidat
 is not scored at all; every pair that is scored gets exactly `score_pair`'s score, so every
 decision stays the same. Keep the two in step (tests/test_cluster.py checks the bound).
 
-Imports only the cluster stage's own modules.
+`ScoreBound.reaches_many` is a coarser bound for many candidates at once (issue 8): from
+per-candidate sums the window index gathers with numpy (shared weight of a's words, of its
+headline's words, shared rare names and numbers, a's headline names found), one array
+operation rules out most candidates before `reaches` looks at any of them one by one.
+
+Imports only the cluster stage's own modules and numpy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from aggregator.cluster._text import Features, Packed
 
@@ -170,6 +178,7 @@ class ScoreBound:
         "_title_names",
         "_title_weight",
         "_weight",
+        "rare_names",
     )
 
     def __init__(self, a: Features, weight: Mapping[str, float]) -> None:
@@ -188,6 +197,45 @@ class ScoreBound:
         heavy = sorted(a.doc, key=get, reverse=True)[:PROBE_WORDS]
         self._probe = a.title.union(heavy) if a.title <= a.doc else None
         self._probe_weight = sum(map(get, self._probe or ()))
+        # a's names that count as evidence when shared (as score_pair decides it)
+        self.rare_names = frozenset(n for n in a.names if get(n) >= RARE_IDF)
+
+    def columns(self) -> Iterable[tuple[str, float, float, float]]:
+        """For each of a's words: (word, its weight in a's text, in a's headline, 1 if it
+        is one of the headline's names): what `reaches_many` expects summed over the words
+        of each candidate's text (0 where a does not count it)."""
+        get, doc, title, names = self._get, self._doc, self._title, self._title_names
+        for token in doc | title:
+            w = get(token)
+            yield (
+                token,
+                w if token in doc else 0.0,
+                w if token in title else 0.0,
+                1.0 if token in names else 0.0,
+            )
+
+    def reaches_many(self, sums: npt.NDArray[np.float64], floor: float) -> npt.NDArray[np.bool_]:
+        """For candidates b (rows), whether each may reach `floor`: False only if
+        `score_pair(a, b).score < floor`. Columns of `sums`, per b: the weight of a's words
+        in b's text, of a's headline words in b's text, a's headline names in b's text
+        (these three by `columns()`), the number of `rare_names` among b's names, and of a's
+        numbers among b's. Bounded as in `reaches` without b's own weights, years or states: the
+        overlap by a's side, the title by a's side or, if b has no headline, the overlap's;
+        bonuses exact, the penalty for a's headline names that b's text lacks."""
+        doc_w = self._doc_weight
+        share = sums[:, 0] / doc_w if doc_w else np.zeros(len(sums))
+        if self._title and self._title_weight:
+            title = np.maximum(sums[:, 1] / self._title_weight, share)
+        else:
+            title = share
+        score = W_TITLE * title + W_OVERLAP * share
+        score += np.minimum(NAME_BONUS_MAX, NAME_BONUS * sums[:, 3])
+        score += np.minimum(NUMBER_BONUS_MAX, NUMBER_BONUS * sums[:, 4])
+        if self._title_names:
+            missing = len(self._title_names) - sums[:, 2]
+            score -= np.minimum(MISSING_NAME_PENALTY_MAX, MISSING_NAME_PENALTY * missing)
+        result: npt.NDArray[np.bool_] = score >= floor - SLACK
+        return result
 
     def reaches(self, b: Packed, floor: float) -> bool:
         """`b` packed as the window index keeps it (tuples: a's frozensets are what the
