@@ -377,6 +377,22 @@ def test_index_sums_what_reaches_many_expects():
         assert not bags.values.any()
 
 
+def test_a_batch_matches_as_its_items_one_by_one():
+    """match_many (a source's new items in one numpy pass, issue 8) finds for each item the
+    candidates and the match it finds alone: nothing leaks between the batch's items."""
+    docs = background()
+    index = StoryIndex(timedelta(days=14))
+    for n, (title, text) in enumerate(docs[::2]):
+        index.add(n, extract_features(title, text), n, T0)
+    batch = [extract_features(title, text) for title, text in docs[1::2]]
+    batch += [extract_features("", ""), batch[0]]  # an item without words; a repeat
+    assert index.candidates_many(batch) == [index.candidates(f) for f in batch]
+    many = index.match_many([(f, None) for f in batch], DEFAULT_THRESHOLD)
+    assert many == [index.match(f, DEFAULT_THRESHOLD) for f in batch]
+    assert sum(m is not None for m in many) > 10
+    assert index.match_many([], DEFAULT_THRESHOLD) == []
+
+
 def test_replaced_and_expired_items_are_never_candidates():
     """A replaced item is found once, under its new words; an expired one not at all."""
     index = StoryIndex(timedelta(days=1))

@@ -34,7 +34,7 @@ import itertools
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -302,31 +302,53 @@ class StoryIndex:
 
     def candidates(self, features: Features) -> list[Hashable]:
         """The indexed items sharing the most of this item's rarest words and numbers."""
+        return self.candidates_many([features])[0]
+
+    def candidates_many(self, batch: Sequence[Features]) -> list[list[Hashable]]:
+        """`candidates` of each item of `batch`, in one numpy pass over all their postings
+        (issue 8: a source's new items are matched against the same window)."""
         df, postings, weights = self._df, self._postings, self._weights
-        # Rarest first, ties by token: sorted by token, then (stable) by document frequency.
-        probes = sorted(
-            sorted(k for k in set(_keys(features)) if k in postings), key=df.__getitem__
-        )
-        probes = probes[: self.probe_tokens]
-        if not probes:
-            return []
-        # Every posting of every probe, in probe order, each with its probe's weight.
-        lists = [postings[token] for token in probes]
+        lists: list[array[int]] = []
+        probe_weights: list[float] = []
+        per_item: list[int] = []  # how many postings each item reads
+        for features in batch:
+            # Rarest first, ties by token: sorted by token, then (stable) by document frequency.
+            probes = sorted(
+                sorted(k for k in set(_keys(features)) if k in postings), key=df.__getitem__
+            )[: self.probe_tokens]
+            mine = [postings[token] for token in probes]
+            lists += mine
+            probe_weights += [weights[t] for t in probes]
+            per_item.append(sum(map(len, mine)))
+        found: list[list[Hashable]] = [[] for _ in batch]
+        if not lists:
+            return found
+        # Every posting of every probe, in probe order, with its probe's weight and item.
         slots = np.frombuffer(b"".join(lists), np.int64)
-        weight = np.repeat(np.array([weights[t] for t in probes]), list(map(len, lists)))
+        weight = np.repeat(np.array(probe_weights), list(map(len, lists)))
+        item = np.repeat(np.arange(len(batch), dtype=np.int64), per_item)
         alive = self._alive[slots]
         if not alive.all():
-            slots, weight = slots[alive], weight[alive]
+            slots, weight, item = slots[alive], weight[alive], item[alive]
         if not len(slots):
-            return []
-        # Per item: its weight summed in the order found (as a loop over the lists would add
-        # it up: the same float), and where it was first found.
-        found, first, where = np.unique(slots, return_index=True, return_inverse=True)
-        hits = np.bincount(where, weights=weight, minlength=len(found))
-        # Most weight first, ties in the order found.
-        best = np.lexsort((first, -hits))[: self.max_candidates]
+            return found
+        # Per (item, indexed item): the weight summed in the order found (as a loop over the
+        # lists would add it up: the same float), and where it was first found.
+        stride = len(self._slot_keys)
+        pairs, first, where = np.unique(
+            item * stride + slots, return_index=True, return_inverse=True
+        )
+        hits = np.bincount(where, weights=weight, minlength=len(pairs))
+        owner = pairs // stride
+        # By item; in each, most weight first, ties in the order found; the first few.
+        order = np.lexsort((first, -hits, owner))
+        owner = owner[order]
+        rank = np.arange(len(order)) - np.searchsorted(owner, owner)
+        kept = pairs[order[rank < self.max_candidates]]
         keys = self._slot_keys
-        return [keys[slot] for slot in found[best].tolist()]
+        for n, slot in zip((kept // stride).tolist(), (kept % stride).tolist(), strict=True):
+            found[n].append(keys[slot])
+        return found
 
     def match(
         self,
@@ -341,13 +363,40 @@ class StoryIndex:
         `threshold`; stories in `exclude` (an editor's split) are never chosen. With a
         `vector`, a candidate below the lexical threshold may still match through the
         semantic signal, if verified (see `_semantic.verified`); lexical matches win."""
+        return self._match(
+            features, self.candidates(features), threshold, exclude, vector, semantic_threshold
+        )
+
+    def match_many(
+        self,
+        batch: Sequence[tuple[Features, Vector | None]],
+        threshold: float,
+        *,
+        semantic_threshold: float = 1.0,
+    ) -> list[Match | None]:
+        """`match` for each (features, vector) of `batch` against the index as it is
+        (nothing is added between them), the candidates found in one pass."""
+        found = self.candidates_many([features for features, _ in batch])
+        return [
+            self._match(features, candidates, threshold, (), vector, semantic_threshold)
+            for (features, vector), candidates in zip(batch, found, strict=True)
+        ]
+
+    def _match(
+        self,
+        features: Features,
+        candidates: list[Hashable],
+        threshold: float,
+        exclude: Collection[Hashable],
+        vector: Vector | None,
+        semantic_threshold: float,
+    ) -> Match | None:
         best: Match | None = None
         semantic: Match | None = None
         weights = self._weights
         idf = weights.__getitem__
         bound = ScoreBound(features, weights) if self._bounded else None
         entries = self._entries
-        candidates = self.candidates(features)
         if exclude:
             candidates = [k for k in candidates if entries[k].story not in exclude]
         self.comparisons += len(candidates)

@@ -140,14 +140,14 @@ class RunClusterer:
             texts = [embed_text(new[n].title, new[n].summary_text) for n in firsts.values()]
             self._group_vectors = dict(zip(firsts, embed(texts), strict=True))
         for group, n in firsts.items():
-            first = features_of(new[n]) if given is None else given[n]
-            self._group_features[group] = first
-            match = index.match(
-                first,
-                self.settings.threshold,
-                vector=self._group_vectors.get(group),
-                semantic_threshold=self.settings.semantic_threshold,
-            )
+            self._group_features[group] = features_of(new[n]) if given is None else given[n]
+        # issue 8: the index does not change within a batch, so all groups are matched at once
+        matches = index.match_many(
+            [(self._group_features[g], self._group_vectors.get(g)) for g in firsts],
+            self.settings.threshold,
+            semantic_threshold=self.settings.semantic_threshold,
+        )
+        for group, match in zip(firsts, matches, strict=True):
             if match is not None:
                 found[group] = match
         return found
