@@ -29,10 +29,10 @@ from aggregator.parse._errors import Unreadable
 # Real pages nest 20-60 deep; a few hundred happens with unclosed tags. Far beyond that is an
 # attack or junk, and bs4 needs seconds for it.
 MAX_DEPTH = 2000
-_DROP = ("script", "style", "noscript", "template", "svg", "iframe", "object")
-_SPACE = re.compile(r"\s+")
+DROP = ("script", "style", "noscript", "template", "svg", "iframe", "object")
+SPACE = re.compile(r"\s+")
 _HTTP = frozenset({"http", "https"})
-_DATE_PROP = re.compile("date(published|created)", re.IGNORECASE)
+DATE_PROP = re.compile("date(published|created)", re.IGNORECASE)
 
 
 class _DepthProbe:
@@ -59,6 +59,23 @@ class _DepthProbe:
 
 def load_html(content: bytes) -> BeautifulSoup:
     """Build the tree; raise `Unreadable` (parse_error) for pathologically deep documents."""
+    check_depth(content)
+    try:
+        with warnings.catch_warnings():
+            # XHTML or XML served as a page, and tiny bodies that look like a path, make bs4
+            # warn; we decided to read them as HTML already.
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+            warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+            soup = BeautifulSoup(content, "lxml")
+        for tag in soup.find_all(DROP):
+            tag.decompose()
+    except RecursionError as e:
+        raise Unreadable("parse_error", "the page is nested too deeply to read") from e
+    return soup
+
+
+def check_depth(content: bytes) -> None:
+    """Raise `Unreadable` (parse_error) when the elements nest deeper than `MAX_DEPTH`."""
     depth = 0
     # A document with fewer tags than MAX_DEPTH cannot nest deeper; skip the probe (a Python
     # callback per element) for it.
@@ -75,18 +92,6 @@ def load_html(content: bytes) -> BeautifulSoup:
             f"the page nests elements {depth} deep (more than {MAX_DEPTH}); it is not a usable "
             "page; check the URL",
         )
-    try:
-        with warnings.catch_warnings():
-            # XHTML or XML served as a page, and tiny bodies that look like a path, make bs4
-            # warn; we decided to read them as HTML already.
-            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
-            warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-            soup = BeautifulSoup(content, "lxml")
-        for tag in soup.find_all(_DROP):
-            tag.decompose()
-    except RecursionError as e:
-        raise Unreadable("parse_error", "the page is nested too deeply to read") from e
-    return soup
 
 
 def base_url(soup: BeautifulSoup, url: str) -> str:
@@ -118,8 +123,8 @@ def text_of(node: PageElement | None) -> str:
     if node is None:
         return ""
     if isinstance(node, Tag):
-        return _SPACE.sub(" ", node.get_text(" ")).strip()
-    return _SPACE.sub(" ", str(node)).strip()
+        return SPACE.sub(" ", node.get_text(" ")).strip()
+    return SPACE.sub(" ", str(node)).strip()
 
 
 def date_of(node: Tag) -> tuple[str | None, datetime | None]:
@@ -131,7 +136,7 @@ def date_of(node: Tag) -> tuple[str | None, datetime | None]:
         value = parse_date(raw)
         if value is not None:
             return raw, value
-    meta = node.find(True, attrs={"itemprop": _DATE_PROP})
+    meta = node.find(True, attrs={"itemprop": DATE_PROP})
     if isinstance(meta, Tag):
         raw = str(meta.get("content") or text_of(meta)).strip()
         value = parse_date(raw)

@@ -1,6 +1,6 @@
 """Parse stage, automatic listing detection: an HTML page without selectors -> entries.
 
-Input: a cleaned soup (see `_html.load_html`) and the base URL. Output: one `Entry` per
+Input: a cleaned lxml tree (see `_tree.load_tree`) and the base URL. Output: one `Entry` per
 article teaser the page repeats (news topic pages, blog indexes, home pages), or an empty
 list when the page has no such listing (a single article, a login page).
 
@@ -9,6 +9,9 @@ markup around them (tag names and classes of the nearest ancestors); each group 
 gets a container per link (the largest ancestor holding no other link of the group) and a
 score from its size and how much it looks like a list of teasers (headings, teaser text,
 dates, same-site article URLs). The dominant group(s) become the entries.
+The tree is lxml's, read through `_tree`'s helpers so that the entries are exactly those the
+bs4 version of this module found; elements, not their `id()`, are the keys of every set and
+dict (an lxml element's Python proxy, and so its id, lives only as long as a reference to it).
 Must not import the network, other stages, or anything outside `aggregator.types`
 and `aggregator.parse`.
 """
@@ -20,12 +23,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from urllib.parse import urlsplit
 
-from bs4 import BeautifulSoup, Tag
-
 from aggregator.parse._dates import find_date
-from aggregator.parse._html import absolute, date_of, text_of
+from aggregator.parse._html import absolute
+from aggregator.parse._tree import Element, classes, is_element, tokens, tree_date, tree_text
 from aggregator.types import Entry
 
 MIN_ITEMS = 3
@@ -91,13 +94,18 @@ _BYLINE = re.compile(r"^(?:by|von|par)\s", re.IGNORECASE)
 
 @dataclass(slots=True)
 class _Candidate:
-    anchor: Tag
+    anchor: Element
     link: str
     title: str
     order: int
     in_heading: bool
     signature: tuple[str, ...] = ()
-    container: Tag | None = None
+    container: Element | None = None
+
+    @property
+    def item(self) -> Element:
+        """The teaser: its container, or the headline link when it has none."""
+        return self.anchor if self.container is None else self.container
 
 
 @dataclass(slots=True)
@@ -107,10 +115,14 @@ class _Group:
     entries: list[tuple[_Candidate, Entry]] = field(default_factory=list)
 
 
-def find_listing(soup: BeautifulSoup, base: str, page_url: str) -> list[Entry]:
+def find_listing(root: Element | None, base: str, page_url: str) -> list[Entry]:
     """Entries of the page's dominant repeated teaser list(s); [] when there is none."""
-    body = soup.body or soup
-    site = _site_domains(soup, base, page_url)
+    if root is None:
+        return []
+    body = next(root.iter("body"), None)
+    if body is None:
+        body = root
+    site = _site_domains(root, base, page_url)
     candidates = _candidates(body, base, page_url)
     groups: dict[tuple[str, ...], _Group] = {}
     for cand in candidates:
@@ -140,49 +152,51 @@ def find_listing(soup: BeautifulSoup, base: str, page_url: str) -> list[Entry]:
 ARTICLE_TEXT = 2500
 
 
-def _is_single_article(body: Tag, taken: list[Tag]) -> bool:
+def _is_single_article(body: Element, taken: list[Element]) -> bool:
     """True when the page's densest run of paragraphs is outside every teaser we found and
     outweighs them all: an article page with a "related stories" box, not a listing."""
-    best: Tag | None = None
+    best: Element | None = None
     best_len = 0
-    for parent in {id(p.parent): p.parent for p in body.find_all("p")}.values():
-        if not isinstance(parent, Tag):
-            continue
-        size = sum(len(text_of(p)) for p in parent.find_all("p", recursive=False))
+    parents: dict[Element, None] = {}
+    for p in body.iterdescendants("p"):
+        parent = p.getparent()
+        if parent is not None:
+            parents[parent] = None
+    for parent in parents:
+        size = sum(len(tree_text(p)) for p in parent.iterchildren("p"))
         if size > best_len:
             best, best_len = parent, size
     if best is None or best_len < ARTICLE_TEXT:
         return False
-    ids = {id(c) for c in taken}
-    if id(best) in ids or any(id(p) in ids for p in best.parents):
+    items = set(taken)
+    if best in items or any(p in items for p in best.iterancestors()):
         return False  # the dense text is one of the teasers (a blog index with full posts)
-    if any(id(p) == id(best) for c in taken for p in c.parents):
+    if any(p is best for c in taken for p in c.iterancestors()):
         return False  # the dense text holds the teasers (a flat blog page)
-    return best_len > sum(len(text_of(c)) for c in taken)
+    return best_len > sum(len(tree_text(c)) for c in taken)
 
 
-def _merge(groups: list[_Group]) -> tuple[list[Entry], list[Tag]]:
+def _merge(groups: list[_Group]) -> tuple[list[Entry], list[Element]]:
     """Entries of `groups` (best first) in page order; a lesser group's item that sits
     inside, or around, an item already taken is the same teaser seen twice."""
     links: set[str] = set()
-    containers: set[int] = set()  # the items taken
-    around: set[int] = set()  # every ancestor of a taken headline link
+    containers: set[Element] = set()  # the items taken
+    around: set[Element] = set()  # every ancestor of a taken headline link
     picked: list[tuple[int, Entry]] = []
-    taken: list[Tag] = []
+    taken: list[Element] = []
     for group in groups:
         fresh: list[tuple[_Candidate, Entry]] = []
         for cand, entry in group.entries:
-            container = cand.container or cand.anchor
-            if cand.link in links or id(container) in around:
+            if cand.link in links or cand.item in around:
                 continue
-            if any(id(p) in containers for p in cand.anchor.parents):
+            if any(p in containers for p in cand.anchor.iterancestors()):
                 continue
             fresh.append((cand, entry))
         for cand, entry in fresh:
             links.add(cand.link)
-            containers.add(id(cand.container or cand.anchor))
-            taken.append(cand.container or cand.anchor)
-            around.update(id(p) for p in cand.anchor.parents)
+            containers.add(cand.item)
+            taken.append(cand.item)
+            around.update(cand.anchor.iterancestors())
             picked.append((cand.order, entry))
     picked.sort(key=lambda pair: pair[0])
     return [entry for _, entry in picked], taken
@@ -191,16 +205,17 @@ def _merge(groups: list[_Group]) -> tuple[list[Entry], list[Tag]]:
 # --- candidates ---------------------------------------------------------------------------
 
 
-def _candidates(body: Tag, base: str, page_url: str) -> list[_Candidate]:
+def _candidates(body: Element, base: str, page_url: str) -> list[_Candidate]:
     out: list[_Candidate] = []
     here = {page_url.rstrip("/"), base.rstrip("/")}
-    chrome_cache: dict[int, bool] = {}
-    for order, a in enumerate(body.find_all("a", href=True)):
+    chrome_cache: dict[Element, bool] = {}
+    anchors = (a for a in body.iterdescendants("a") if a.get("href") is not None)
+    for order, a in enumerate(anchors):
         link = absolute(a.get("href"), base)
         if link is None or not _article_like(link) or link.rstrip("/") in here:
             continue
         heading = _heading_inside(a)
-        title = text_of(heading) if heading is not None else text_of(a)
+        title = tree_text(heading) if heading is not None else tree_text(a)
         in_heading = heading is not None or _heading_around(a) is not None
         if not _headline_like(title, in_heading) or _in_prose(a, title):
             continue
@@ -237,22 +252,22 @@ def _headline_like(title: str, in_heading: bool) -> bool:
     return not (find_date(title) is not None and len(title) < 40)
 
 
-def _in_prose(a: Tag, title: str) -> bool:
+def _in_prose(a: Element, title: str) -> bool:
     """A link inside running text (a paragraph that says more than the link) is no headline."""
-    for node in a.parents:
-        if node.name in ("p", "blockquote", "dd"):
-            return len(title) < 0.6 * len(text_of(node))
-        if node.name in _BLOCKS:
+    for node in a.iterancestors():
+        if node.tag in ("p", "blockquote", "dd"):
+            return len(title) < 0.6 * len(tree_text(node))
+        if node.tag in _BLOCKS:
             return False
     return False
 
 
-def _in_chrome(a: Tag, cache: dict[int, bool]) -> bool:
-    path: list[Tag] = []
+def _in_chrome(a: Element, cache: dict[Element, bool]) -> bool:
+    path: list[Element] = []
     result = False
-    node = a.parent
-    while isinstance(node, Tag) and node.name not in ("body", "[document]"):
-        cached = cache.get(id(node))
+    node = a.getparent()
+    while node is not None and node.tag != "body":
+        cached = cache.get(node)
         if cached is not None:
             result = cached
             break
@@ -260,62 +275,54 @@ def _in_chrome(a: Tag, cache: dict[int, bool]) -> bool:
         if _is_chrome(node):
             result = True
             break
-        node = node.parent
+        node = node.getparent()
     for seen in path:
         # Everything under a chrome element is chrome; the inverse is also safe to cache.
-        cache[id(seen)] = result
+        cache[seen] = result
     return result
 
 
-def _is_chrome(node: Tag) -> bool:
-    if node.name in _NAV_TAGS:
+def _is_chrome(node: Element) -> bool:
+    if node.tag in _NAV_TAGS:
         return True
-    role = str(node.get("role") or "").lower()
+    role = (node.get("role") or "").lower()
     if role in _NAV_ROLES:
         return True
-    if node.name in _PAGE_CHROME and node.find_parent(("article", "main")) is None:
+    if node.tag in _PAGE_CHROME and next(node.iterancestors("article", "main"), None) is None:
         return True
-    tokens = list(_classes(node))
+    names = classes(node)
     ident = node.get("id")
-    if isinstance(ident, str):
-        tokens.append(ident)
-    return any(_CHROME_TOKEN.match(t) for t in tokens)
+    if ident is not None:
+        names.append(ident)
+    return any(_CHROME_TOKEN.match(t) for t in names)
 
 
-def _classes(node: Tag) -> list[str]:
-    value = node.get("class")
-    if isinstance(value, str):
-        return value.split()
-    return list(value or ())
-
-
-def _signature(a: Tag) -> tuple[str, ...]:
+def _signature(a: Element) -> tuple[str, ...]:
     parts: list[str] = []
-    node: Tag | None = a
+    node: Element | None = a
     level = 0
-    while isinstance(node, Tag) and node.name not in ("body", "[document]"):
+    while node is not None and node.tag != "body":
         if level < 4:
-            classes = sorted(c for c in _classes(node) if not _STATE_CLASS.match(c))
-            parts.append(node.name + "." + ".".join(classes))
+            kept = sorted(c for c in classes(node) if not _STATE_CLASS.match(c))
+            parts.append(node.tag + "." + ".".join(kept))
         else:
-            parts.append(node.name)
-        node = node.parent
+            parts.append(node.tag)
+        node = node.getparent()
         level += 1
     return tuple(parts)
 
 
-def _heading_inside(a: Tag) -> Tag | None:
-    found = a.find(_HEADINGS)
-    return found if isinstance(found, Tag) else None
+def _heading_inside(a: Element) -> Element | None:
+    return next(a.iterdescendants(*_HEADINGS), None)
 
 
-def _heading_around(a: Tag) -> Tag | None:
-    for node in a.parents:
-        if node.name in _HEADINGS:
+def _heading_around(a: Element) -> Element | None:
+    for node in a.iterancestors():
+        if node.tag in _HEADINGS:
             return node
-        if node.name in ("article", "li", "section", "body"):
+        if node.tag in ("article", "li", "section", "body"):
             return None
-        if any(_TITLE_TOKEN.search(c) for c in _classes(node)):
+        if any(_TITLE_TOKEN.search(c) for c in classes(node)):
             return node
     return None
 
@@ -325,16 +332,16 @@ def _heading_around(a: Tag) -> Tag | None:
 
 def _assign_containers(members: list[_Candidate]) -> None:
     """Each member's container: its largest ancestor that holds no other member."""
-    counts: Counter[int] = Counter()
-    chains: list[list[Tag]] = []
+    counts: Counter[Element] = Counter()
+    chains: list[list[Element]] = []
     for cand in members:
-        chain = [p for p in cand.anchor.parents if p.name not in ("body", "[document]", "html")]
+        chain = [p for p in cand.anchor.iterancestors() if p.tag not in ("body", "html")]
         chains.append(chain)
-        counts.update(id(p) for p in chain)
+        counts.update(chain)
     for cand, chain in zip(members, chains, strict=True):
-        container: Tag = cand.anchor
+        container: Element = cand.anchor
         for node in chain:
-            if counts[id(node)] > 1:
+            if counts[node] > 1:
                 break
             container = node
         cand.container = container
@@ -348,8 +355,7 @@ def _score(group: _Group, site: set[str]) -> None:
         if cand.link in seen:
             continue
         seen.add(cand.link)
-        container = cand.container or cand.anchor
-        nodes = _item_nodes(container, cand.anchor)
+        nodes = _item_nodes(cand.item, cand.anchor)
         summary = _teaser(nodes, cand.title)
         published_raw, published = _date(nodes, cand.anchor)
         heading += cand.in_heading
@@ -379,35 +385,36 @@ def _score(group: _Group, site: set[str]) -> None:
     group.entries = entries
 
 
-def _item_nodes(container: Tag, anchor: Tag) -> list[Tag]:
+def _item_nodes(container: Element, anchor: Element) -> list[Element]:
     """The item's elements: its container, plus the siblings after a bare headline
     (`<dt>` + `<dd>`, `<h2>` + `<p>` in a flat page, a link + its description)."""
     nodes = [container]
-    if container.name not in _HEADINGS and container.name not in ("dt", "a"):
+    if container.tag not in _HEADINGS and container.tag not in ("dt", "a"):
         return nodes
-    sibling = container.next_sibling
-    while sibling is not None and len(nodes) < 6:
-        if isinstance(sibling, Tag):
-            if sibling.name == container.name or sibling.name in _HEADINGS:
-                break
-            if sibling.find(_HEADINGS) is not None:
-                break
-            nodes.append(sibling)
-        sibling = sibling.next_sibling
+    for sibling in container.itersiblings():
+        if len(nodes) >= 6:
+            break
+        if not is_element(sibling):
+            continue  # a comment, or the placeholder of a dropped tag
+        if sibling.tag == container.tag or sibling.tag in _HEADINGS:
+            break
+        if next(sibling.iterdescendants(*_HEADINGS), None) is not None:
+            break
+        nodes.append(sibling)
     return nodes
 
 
-def _date(nodes: list[Tag], anchor: Tag) -> tuple[str | None, datetime | None]:
+def _date(nodes: list[Element], anchor: Element) -> tuple[str | None, datetime | None]:
     for node in nodes:
         if node is anchor:
             continue
-        raw, value = date_of(node)
+        raw, value = tree_date(node)
         if value is not None:
             return raw, value
     return None, None
 
 
-def _teaser(nodes: list[Tag], title: str) -> str | None:
+def _teaser(nodes: list[Element], title: str) -> str | None:
     for node in nodes:
         found = _teaser_in(node, title)
         if found:
@@ -415,21 +422,22 @@ def _teaser(nodes: list[Tag], title: str) -> str | None:
     return None
 
 
-def _teaser_in(container: Tag, title: str) -> str | None:
-    candidates = [container] if container.name == "p" else []
-    candidates.extend(container.find_all(("p", "div", "span", "section")))
+def _teaser_in(container: Element, title: str) -> str | None:
+    candidates = [container] if container.tag == "p" else []
+    candidates.extend(container.iterdescendants("p", "div", "span", "section"))
     for node in candidates:
-        classes = _classes(node)
-        if node.name != "p" and not any(_TEASER_TOKEN.search(c) for c in classes):
+        names = classes(node)
+        if node.tag != "p" and not any(_TEASER_TOKEN.search(c) for c in names):
             continue
-        if any(_META_TOKEN.search(c) for c in classes):
+        if any(_META_TOKEN.search(c) for c in names):
             continue
         if (
-            node.find(("p", "div", "h1", "h2", "h3", "h4", "h5", "h6")) is not None
-            and node.name != "p"
+            node.tag != "p"
+            and next(node.iterdescendants("p", "div", "h1", "h2", "h3", "h4", "h5", "h6"), None)
+            is not None
         ):
             continue  # a wrapper; its paragraphs come next
-        text = text_of(node)
+        text = tree_text(node)
         if len(text) < 25 or len(text.split()) < 5:
             continue
         if text == title or (title in text and len(text) < len(title) + 25):
@@ -443,15 +451,13 @@ def _teaser_in(container: Tag, title: str) -> str | None:
 # --- sites --------------------------------------------------------------------------------
 
 
-def _site_domains(soup: BeautifulSoup, base: str, page_url: str) -> set[str]:
+def _site_domains(root: Element, base: str, page_url: str) -> set[str]:
     urls = [base, page_url]
-    for tag in soup.find_all(("link", "meta"), limit=400):
-        rel = tag.get("rel")
-        rels = rel if isinstance(rel, list) else str(rel or "").split()
-        if tag.name == "link" and "canonical" in rels:
-            urls.append(str(tag.get("href") or ""))
-        elif tag.name == "meta" and tag.get("property") == "og:url":
-            urls.append(str(tag.get("content") or ""))
+    for tag in islice(root.iter("link", "meta"), 400):
+        if tag.tag == "link" and "canonical" in tokens(tag.get("rel")):
+            urls.append(tag.get("href") or "")
+        elif tag.tag == "meta" and tag.get("property") == "og:url":
+            urls.append(tag.get("content") or "")
     domains = {_domain(urlsplit(u).hostname or "") for u in urls}
     domains.discard("")
     return domains

@@ -1,8 +1,9 @@
 """Parse stage, HTML pages: listing-page bytes -> Parsed (format "page").
 
 Input: HTML bytes, the page URL, optional `Selectors` (CSS via bs4/soupsieve). With selectors,
-each `item` match is one entry; without, `_listing.find_listing` looks for the repeated
-teasers. Output: `Parsed`; `Unreadable` with kind `no_items` when nothing matches.
+each `item` match is one entry (a bs4 tree, `_html`); without, `_listing.find_listing` looks
+for the repeated teasers in an lxml tree (`_tree`, much faster, same results). Output:
+`Parsed`; `Unreadable` with kind `no_items` when nothing matches.
 Must not import the network, other stages, or anything outside `aggregator.types` and
 `aggregator.parse`.
 """
@@ -18,28 +19,18 @@ from bs4 import BeautifulSoup, Tag
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._html import absolute, base_url, date_of, load_html, text_of
 from aggregator.parse._listing import find_listing
+from aggregator.parse._tree import load_tree, tree_base_url, tree_title
 from aggregator.types import Entry, Parsed, Selectors
 
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 
 
 def parse_html_page(content: bytes, url: str, selectors: Selectors | None) -> Parsed:
+    if selectors is None:
+        return _automatic(content, url)
     soup = load_html(content)
     base = base_url(soup, url)
     title = text_of(soup.title) or None
-    if selectors is None:
-        try:
-            entries = find_listing(soup, base, url)
-        except RecursionError as e:
-            raise Unreadable("parse_error", "the page is nested too deeply to read") from e
-        if not entries:
-            raise Unreadable(
-                "no_items",
-                "found no repeated list of article links on this page; if it is a listing, "
-                "configure selectors (item, title, link) for it, or use the site's feed",
-            )
-        return Parsed(format="page", title=title, link=base, entries=tuple(entries))
-
     entries, skipped = _with_selectors(soup, base, selectors)
     if not entries:
         raise Unreadable(
@@ -51,6 +42,23 @@ def parse_html_page(content: bytes, url: str, selectors: Selectors | None) -> Pa
         (f"skipped_entries: {skipped} items without title, link or summary",) if skipped else ()
     )
     return Parsed(format="page", title=title, link=base, entries=tuple(entries), warnings=warnings)
+
+
+def _automatic(content: bytes, url: str) -> Parsed:
+    root = load_tree(content)
+    base = tree_base_url(root, url)
+    title = tree_title(root)
+    try:
+        entries = find_listing(root, base, url)
+    except RecursionError as e:
+        raise Unreadable("parse_error", "the page is nested too deeply to read") from e
+    if not entries:
+        raise Unreadable(
+            "no_items",
+            "found no repeated list of article links on this page; if it is a listing, "
+            "configure selectors (item, title, link) for it, or use the site's feed",
+        )
+    return Parsed(format="page", title=title, link=base, entries=tuple(entries))
 
 
 def _with_selectors(soup: BeautifulSoup, base: str, sel: Selectors) -> tuple[list[Entry], int]:
