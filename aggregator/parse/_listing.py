@@ -1,8 +1,8 @@
 """Parse stage, automatic listing detection: an HTML page without selectors -> entries.
 
-Input: a cleaned lxml tree (see `_tree.load_tree`) and the base URL. Output: one `Entry` per
-article teaser the page repeats (news topic pages, blog indexes, home pages), or an empty
-list when the page has no such listing (a single article, a login page).
+Input: a cleaned lxml tree (a `_tree.Document`, see `_tree.load_tree`) and the base URL.
+Output: one `Entry` per article teaser the page repeats (news topic pages, blog indexes, home
+pages), or an empty list when the page has no such listing (a single article, a login page).
 
 How: headline-like links outside navigation are grouped by the structural signature of the
 markup around them (tag names and classes of the nearest ancestors); each group that repeats
@@ -28,7 +28,15 @@ from urllib.parse import urlsplit
 
 from aggregator.parse._dates import find_date
 from aggregator.parse._html import absolute
-from aggregator.parse._tree import Element, classes, is_element, tokens, tree_date, tree_text
+from aggregator.parse._tree import (
+    Document,
+    Element,
+    classes,
+    is_element,
+    tokens,
+    tree_date,
+    tree_text,
+)
 from aggregator.types import Entry
 
 MIN_ITEMS = 3
@@ -115,14 +123,12 @@ class _Group:
     entries: list[tuple[_Candidate, Entry]] = field(default_factory=list)
 
 
-def find_listing(root: Element | None, base: str, page_url: str) -> list[Entry]:
+def find_listing(document: Document, base: str, page_url: str) -> list[Entry]:
     """Entries of the page's dominant repeated teaser list(s); [] when there is none."""
-    if root is None:
-        return []
-    body = next(root.iter("body"), None)
+    body: Element | Document | None = next(document.iter("body"), None)
     if body is None:
-        body = root
-    site = _site_domains(root, base, page_url)
+        body = document
+    site = _site_domains(document, base, page_url)
     candidates = _candidates(body, base, page_url)
     groups: dict[tuple[str, ...], _Group] = {}
     for cand in candidates:
@@ -152,7 +158,7 @@ def find_listing(root: Element | None, base: str, page_url: str) -> list[Entry]:
 ARTICLE_TEXT = 2500
 
 
-def _is_single_article(body: Element, taken: list[Element]) -> bool:
+def _is_single_article(body: Element | Document, taken: list[Element]) -> bool:
     """True when the page's densest run of paragraphs is outside every teaser we found and
     outweighs them all: an article page with a "related stories" box, not a listing."""
     best: Element | None = None
@@ -205,7 +211,7 @@ def _merge(groups: list[_Group]) -> tuple[list[Entry], list[Element]]:
 # --- candidates ---------------------------------------------------------------------------
 
 
-def _candidates(body: Element, base: str, page_url: str) -> list[_Candidate]:
+def _candidates(body: Element | Document, base: str, page_url: str) -> list[_Candidate]:
     out: list[_Candidate] = []
     here = {page_url.rstrip("/"), base.rstrip("/")}
     chrome_cache: dict[Element, bool] = {}
@@ -451,9 +457,9 @@ def _teaser_in(container: Element, title: str) -> str | None:
 # --- sites --------------------------------------------------------------------------------
 
 
-def _site_domains(root: Element, base: str, page_url: str) -> set[str]:
+def _site_domains(document: Document, base: str, page_url: str) -> set[str]:
     urls = [base, page_url]
-    for tag in islice(root.iter("link", "meta"), 400):
+    for tag in islice(document.iter("link", "meta"), 400):
         if tag.tag == "link" and "canonical" in tokens(tag.get("rel")):
             urls.append(tag.get("href") or "")
         elif tag.tag == "meta" and tag.get("property") == "og:url":

@@ -45,11 +45,11 @@ def parse_html_page(content: bytes, url: str, selectors: Selectors | None) -> Pa
 
 
 def _automatic(content: bytes, url: str) -> Parsed:
-    root = load_tree(content)
-    base = tree_base_url(root, url)
-    title = tree_title(root)
+    document = load_tree(content)
+    base = tree_base_url(document, url)
+    title = tree_title(document)
     try:
-        entries = find_listing(root, base, url)
+        entries = find_listing(document, base, url)
     except RecursionError as e:
         raise Unreadable("parse_error", "the page is nested too deeply to read") from e
     if not entries:

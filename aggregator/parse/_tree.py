@@ -1,15 +1,17 @@
-"""Parse stage helper: HTML bytes -> an lxml element tree that reads like `_html.load_html`'s soup.
+"""Parse stage helper: HTML bytes -> an lxml tree that reads like `_html.load_html`'s soup.
 
-Input: HTML bytes and the document URL. Output: the root element (None when the document has
-no elements), the base URL, the title, and text/date/class helpers that give exactly the
-strings the bs4 helpers in `_html` give for the same page. The automatic listing detector
-walks the tree thousands of times per page; on lxml elements that is about ten times faster
-than bs4's tree building and `find_all`. The selectors path stays on bs4 (soupsieve).
+Input: HTML bytes and the document URL. Output: a `Document` (the top-level elements), the
+base URL, the title, and text/date/class helpers that give exactly the strings the bs4
+helpers in `_html` give for the same page. The automatic listing detector walks the tree
+thousands of times per page; lxml builds it and walks it several times faster than bs4's
+tree building and `find_all`. The selectors path stays on bs4 (soupsieve).
 
-What keeps the two views equal (tests/test_tree.py holds them together):
+What keeps the two views equal (tests/test_parse_tree.py holds them together):
 - Decoding: bs4's own `EncodingDetector` proposes the encodings (BOM, `<meta charset>`,
   then UTF-8, then Windows-1252) and lxml tries them in the same order, as bs4's lxml
   builder does, fed the same bytes in one piece.
+- Content after `</html>`: libxml2 opens another `<html>` for it, which bs4 keeps beside the
+  first and lxml's tree holds as a sibling of its root; a `Document` keeps them all.
 - Depth: bs4 gets lxml's parse events, which no depth limit cuts; lxml's own tree builder
   stops nesting at 256 unless `huge_tree` is on. `MAX_DEPTH` (checked first, as for bs4)
   keeps us far below the huge-tree limit.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 from urllib.parse import urljoin
@@ -33,21 +36,42 @@ from bs4.dammit import EncodingDetector
 from lxml import etree
 
 from aggregator.parse._dates import find_date, parse_date
-from aggregator.parse._html import DATE_PROP, DROP, SPACE, check_depth, is_http
+from aggregator.parse._html import DATE_PROP, DROP, check_depth, is_http
 
 # An lxml element. lxml ships no type hints (mypy sees `Any`); the alias names what is meant.
 Element: TypeAlias = Any
 _NONSPACE = re.compile(r"\S+")  # bs4 splits multi-valued attributes with this
-_RUBY = ("rt", "rp")
-_WITH_DATETIME = etree.XPath(".//*[@datetime]")  # descendants in document order, as find_all
-_WITH_ITEMPROP = etree.XPath(
-    ".//*[@itemprop]"
-)  # bs4 keeps their strings apart (RubyTextString, RubyParenthesisString)
+_RUBY = ("rt", "rp")  # bs4 keeps their strings apart (RubyTextString, RubyParenthesisString)
+# Descendants in document order, as bs4's find_all gives them.
+_WITH_DATETIME = etree.XPath(".//*[@datetime]")
+_WITH_ITEMPROP = etree.XPath(".//*[@itemprop]")
+# An element's text and its descendants' texts and tails: the strings `itertext` yields (no
+# comments), in one C call, as plain str.
+_STRINGS = etree.XPath(".//text()", smart_strings=False)
+_NEAR_RUBY = etree.XPath(
+    "boolean(ancestor-or-self::rt or ancestor-or-self::rp or descendant::rt or descendant::rp)"
+)
 
 
-def load_tree(content: bytes) -> Element | None:
-    """The page's root element with `DROP` tags removed; None for a document without
-    elements. Raises `Unreadable` (parse_error) for pathologically deep documents."""
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A parsed page: its top-level elements in order (none for a page without elements)."""
+
+    roots: tuple[Element, ...]
+
+    def iter(self, *tags: str) -> Iterator[Element]:
+        """Every element named `tags` (any element without), in document order."""
+        for root in self.roots:
+            yield from root.iter(*tags) if tags else root.iter(etree.Element)
+
+    def iterdescendants(self, *tags: str) -> Iterator[Element]:
+        """The same as `iter`: the document itself is no element (bs4's `soup` is none)."""
+        return self.iter(*tags)
+
+
+def load_tree(content: bytes) -> Document:
+    """The page's elements with `DROP` tags removed. Raises `Unreadable` (parse_error) for
+    pathologically deep documents."""
     check_depth(content)
     detector = EncodingDetector(content, is_html=True)
     root: Element | None = None
@@ -58,22 +82,28 @@ def load_tree(content: bytes) -> Element | None:
             root = parser.close()
         except (UnicodeDecodeError, LookupError, etree.ParserError):
             continue  # bs4 moves on to its next guess the same way
+        except etree.XMLSyntaxError:
+            # The bytes do not decode in the encoding tried (a page that declares
+            # windows-1252 but holds bytes it leaves undefined): lxml's tree builder gives
+            # up, and the parse events bs4 reads stop before the first element, leaving it
+            # an empty soup; bs4 tries no other encoding then. Read it the same: empty.
+            return Document(())
         break
-    if root is None or root.tag in DROP:
-        return None
-    for node in list(root.iter(*DROP)):
-        parent = node.getparent()
-        if parent is None:
-            continue  # inside a dropped element already
+    if root is None:
+        return Document(())
+    tops = [root, *root.itersiblings()]
+    document = Document(tuple(e for e in tops if is_element(e) and e.tag not in DROP))
+    for node in list(document.iter(*DROP)):
+        # Nested dropped tags are replaced inside their detached ancestor: harmless.
         placeholder = etree.Comment()
         placeholder.tail = node.tail
-        parent.replace(node, placeholder)
-    return root
+        node.getparent().replace(node, placeholder)
+    return document
 
 
-def tree_base_url(root: Element | None, url: str) -> str:
+def tree_base_url(document: Document, url: str) -> str:
     """`_html.base_url` for a tree: the first `<base href>` if it resolves to http(s)."""
-    for base in () if root is None else root.iter("base"):
+    for base in document.iter("base"):
         href = base.get("href")
         if href is None:
             continue
@@ -82,9 +112,9 @@ def tree_base_url(root: Element | None, url: str) -> str:
     return url
 
 
-def tree_title(root: Element | None) -> str | None:
+def tree_title(document: Document) -> str | None:
     """The text of the first `<title>` (bs4's `soup.title`), None when empty or missing."""
-    title = None if root is None else next(root.iter("title"), None)
+    title = next(document.iter("title"), None)
     return tree_text(title) or None
 
 
@@ -92,9 +122,9 @@ def tree_text(node: Element | None) -> str:
     """`_html.text_of` for an element: its strings joined by " ", whitespace collapsed."""
     if node is None:
         return ""
-    if _has_ruby(node):
-        return SPACE.sub(" ", " ".join(_ruby_aware_strings(node))).strip()
-    return SPACE.sub(" ", " ".join(node.itertext())).strip()
+    strings = _ruby_aware_strings(node) if _NEAR_RUBY(node) else _STRINGS(node)
+    # str.split() and SPACE (r"\s+") know the same whitespace; split + join is faster.
+    return " ".join(" ".join(strings).split())
 
 
 def tree_date(node: Element) -> tuple[str | None, datetime | None]:
@@ -132,14 +162,6 @@ def tokens(value: str | None) -> list[str]:
 def is_element(node: object) -> bool:
     """True for elements, False for comments (and the placeholders of dropped tags)."""
     return isinstance(node, etree._Element) and isinstance(node.tag, str)
-
-
-def _has_ruby(node: Element) -> bool:
-    if node.tag in _RUBY:
-        return True
-    if next(node.iterdescendants(*_RUBY), None) is not None:
-        return True
-    return next(node.iterancestors(*_RUBY), None) is not None
 
 
 def _ruby_aware_strings(node: Element) -> Iterator[str]:
