@@ -20,6 +20,8 @@ What keeps the two views equal (tests/test_parse_tree.py holds them together):
 - Text: bs4 joins the strings of a tag with " " and leaves out comments (and `<?pi?>`,
   which lxml reads as comments) and the text of `<rt>`/`<rp>` (ruby annotations).
 - Classes: bs4 splits `class` (and `rel` on links) on whitespace.
+One known difference: `huge_tree` also lifts libxml2's 10 MB limit on one attribute value,
+which bs4's parse mangles; no page the detector could read has one.
 Must not import the network, other stages, or anything outside `aggregator.parse`.
 """
 
