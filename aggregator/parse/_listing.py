@@ -215,10 +215,18 @@ def _candidates(body: Element | Document, base: str, page_url: str) -> list[_Can
     out: list[_Candidate] = []
     here = {page_url.rstrip("/"), base.rstrip("/")}
     chrome_cache: dict[Element, bool] = {}
+    links: dict[str, str | None] = {}  # href -> its article link; pages repeat their hrefs
     anchors = (a for a in body.iterdescendants("a") if a.get("href") is not None)
     for order, a in enumerate(anchors):
-        link = absolute(a.get("href"), base)
-        if link is None or not _article_like(link) or link.rstrip("/") in here:
+        href = a.get("href")
+        if href in links:
+            link = links[href]
+        else:
+            link = absolute(href, base)
+            if link is not None and (not _article_like(link) or link.rstrip("/") in here):
+                link = None
+            links[href] = link
+        if link is None:
             continue
         heading = _heading_inside(a)
         title = tree_text(heading) if heading is not None else tree_text(a)
