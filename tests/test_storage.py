@@ -71,6 +71,48 @@ def test_unique_guid_per_source_and_failed_transaction_leaves_nothing(storage):
     assert "s" not in storage.get_source_states()  # state not advanced either
 
 
+def test_batched_writes_store_their_rows_in_order(storage):
+    placement = Placement("training", 1.5, ("training",), (("training", 1.5),), "rules")
+    guids = [f"g{n}" for n in range(12)] + ["z", "a"]  # not in the database's order
+    with storage.transaction() as tx:
+        assert tx.add_stories(NOW, 0) == []
+        tx.add_items([], NOW)
+        stories = tx.add_stories(NOW, 2)
+        assert stories == sorted(stories) and len(set(stories)) == 2
+        rows = [
+            (make_item(g, f"https://e.com/{g}", f"T {g}", "s" if n % 3 else "t"), stories[n % 2],
+             placement)
+            for n, g in enumerate(guids)
+        ]  # fmt: skip
+        tx.add_items(rows, NOW)
+        by_guid = {**tx.get_item_ids("s", guids), **tx.get_item_ids("t", guids)}
+        ids = [by_guid[g] for g in guids]
+        assert ids == sorted(ids) and len(set(ids)) == len(rows)  # ids follow the rows
+    stored = {s.id: s for s in storage.get_items()}
+    for (item, story, _), item_id in zip(rows, ids, strict=True):
+        got = stored[item_id]
+        assert (got.item, got.story_id, got.placement) == (item, story, placement)
+
+
+def test_touch_items_moves_only_their_last_seen(storage):
+    with storage.transaction() as tx:
+        [story] = tx.add_stories(NOW, 1)
+        tx.add_items([(make_item(g, source=g), story, Placement(None)) for g in ("x", "y")], NOW)
+        tx.touch_items(list(tx.get_item_ids("x", ["x"]).values()), NOW + timedelta(hours=2))
+    spans = storage.get_item_spans()
+    assert spans == {"x": (NOW, NOW + timedelta(hours=2)), "y": (NOW, NOW)}
+
+
+def test_a_failed_add_items_is_one_storage_error(storage):
+    with storage.transaction() as tx:
+        [story] = tx.add_stories(NOW, 1)
+        tx.add_items([(make_item("g1"), story, Placement(None))], NOW)
+    with pytest.raises(StorageError, match="while adding items") as e, storage.transaction() as tx:
+        tx.add_items([(make_item(g), story, Placement(None)) for g in ("g2", "g1")], NOW)
+    assert isinstance(e.value.__cause__, sqlalchemy.exc.IntegrityError)
+    assert [i.item.guid for i in storage.get_items()] == ["g1"]
+
+
 def test_source_state_roundtrip_and_update(storage):
     state = SourceState("s", Validators('"abc"', "Mon, 30 Nov 2026 10:00:00 GMT"), NOW, NOW, 200, 0,
                         None, None, NOW + timedelta(hours=1))  # fmt: skip

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from aggregator.exceptions import StorageError
 from aggregator.storage._schema import item_vectors, items, stories, story_links, story_overrides
@@ -37,13 +37,21 @@ def _row_to_override(row: Any) -> StoryOverride:
     )
 
 
+# Built once, as the statements of a source's transaction in `_sql` (SQLAlchemy's compiled
+# cache finds them without building a new statement and cache key on every call).
+_DELETE_LINKS = story_links.delete().where(
+    story_links.c.item_id.in_(bindparam("b_ids", expanding=True))
+)
+_INSERT_LINKS = story_links.insert()
+
+
 def _set_links(conn: Connection, links: Sequence[StoryLink], now: datetime) -> None:
     ids = [link.item_id for link in links]
     for chunk in _chunks(ids):
-        conn.execute(story_links.delete().where(story_links.c.item_id.in_(chunk)))
+        conn.execute(_DELETE_LINKS, {"b_ids": chunk})
     if links:
         conn.execute(
-            story_links.insert(),
+            _INSERT_LINKS,
             [
                 {
                     "item_id": link.item_id,
