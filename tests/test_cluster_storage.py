@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from aggregator.exceptions import StorageError
 from aggregator.storage import open_storage
 from aggregator.types import Item, Placement, StoryLink
 
@@ -66,6 +69,18 @@ def test_links_moves_and_overrides(database_url):
         with storage.transaction() as tx:
             tx.set_story_links([StoryLink(c, early, "editor:merge", 1.0, a)], NOW)
         assert storage.get_story_links([c])[c].signal == "editor:merge"
+
+        # A new item's link is added without a DELETE; a second link for it is an error.
+        with storage.transaction() as tx:
+            d = tx.add_item(item("d"), late, Placement(None), NOW)
+            tx.add_story_links([StoryLink(d, late, "url", 1.0)], NOW)
+        assert storage.get_story_links([d])[d] == StoryLink(d, late, "url", 1.0, None, "", NOW)
+        with (
+            pytest.raises(StorageError, match="recording why items joined"),
+            storage.transaction() as tx,
+        ):
+            tx.add_story_links([StoryLink(d, early, "lead", 0.0)], NOW)
+        assert storage.get_story_links([d])[d].story_id == late
     finally:
         storage.close()
 

@@ -193,7 +193,7 @@ class RunClusterer:
             if vector is not None:
                 vectors[item_id] = pack(vector)
             self._pending.append((item_id, own, story_id, now, vector))
-        tx.set_story_links(links, now)
+        tx.add_story_links(links, now)  # new items: none has a link to replace
         if vectors:
             tx.set_item_vectors(MODEL, vectors)
 

@@ -49,6 +49,10 @@ def _set_links(conn: Connection, links: Sequence[StoryLink], now: datetime) -> N
     ids = [link.item_id for link in links]
     for chunk in _chunks(ids):
         conn.execute(_DELETE_LINKS, {"b_ids": chunk})
+    _add_links(conn, links, now)
+
+
+def _add_links(conn: Connection, links: Sequence[StoryLink], now: datetime) -> None:
     if links:
         conn.execute(
             _INSERT_LINKS,
@@ -76,6 +80,12 @@ class StoryTransactionMethods:
     def set_story_links(self, links: Sequence[StoryLink], now: datetime) -> None:
         """Record (replace) the link of each item: its story, the signal and the score."""
         _set_links(self._conn, links, now)
+
+    @_wrap("recording why items joined their stories")
+    def add_story_links(self, links: Sequence[StoryLink], now: datetime) -> None:
+        """Record the links of items that have none yet (a source's new items): the INSERT
+        of `set_story_links` without its DELETE. An item that has a link is an error."""
+        _add_links(self._conn, links, now)
 
     @_wrap("moving items between stories")
     def move_items(self, moves: Mapping[int, int]) -> None:
