@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
+import nh3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -176,3 +179,45 @@ def test_feedparser_sanitizer_corpus_is_safe_after_normalize(corpus, path):
         html = item.summary_html.lower()
         for bad in ("<script", "javascript:", "onerror", "onclick", "<style", "<iframe", "style="):
             assert bad not in html, (path, bad, html[:300])
+
+
+# --- the speed-ups keep the output of the plain code (the worker's per-item work) -------------
+
+_WHITESPACE = "".join(c for c in map(chr, range(0x3000 + 1)) if c.isspace())
+
+
+@given(st.text(alphabet=st.sampled_from(_WHITESPACE + "ab.\u00ad\x1c\x85\u200b")))
+def test_split_join_collapses_whitespace_as_the_regex_did(text):
+    # clean_text and title_key join str.split() where they used re.sub(r"\s+", " ").strip()
+    assert " ".join(text.split()) == re.sub(r"\s+", " ", text).strip()
+
+
+_TRICKY_HTML = [
+    "<p>a</p><p>b</p>",
+    '<a href="javascript:alert(1)" onclick="x">x</a><script>evil()</script><style>p{}</style>',
+    "<img src=x onerror=alert(1)><iframe src=y></iframe><!-- c --><b>bold</b>",
+    '<a href="https://x.org/" title="t" rel="me">l</a><time datetime="2026">t</time>',
+    "<table><tr><td>1</td></tr></table><br/><h1>h</h1>&amp;&lt;&#x202e;",
+    "",
+]
+
+
+@pytest.mark.parametrize("markup", _TRICKY_HTML)
+def test_cleaners_built_once_match_nh3_clean(markup):
+    from aggregator import normalize
+
+    sanitized = nh3.clean(
+        markup,
+        tags=set(normalize.ALLOWED_TAGS),
+        attributes={k: set(v) for k, v in normalize.ALLOWED_ATTRIBUTES.items()},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    ).strip()
+    assert sanitize_html(markup) == sanitized
+    stripped = nh3.clean(
+        re.sub(r"(?i)<\s*(br|/p|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", " ", sanitized),
+        tags=set(),
+        clean_content_tags={"script", "style"},
+    )
+    assert html_to_text(sanitized) == clean_text(html.unescape(stripped))
