@@ -33,10 +33,21 @@ from aggregator.cluster import (
 from aggregator.cluster._index import Match
 from aggregator.cluster._score import ScoreBound
 from aggregator.cluster._text import (
+    _NUMBER,
     _PLACE_RE,
     _PLACES,
+    _SCALE,
+    _SENTENCE_BREAK,
     _STATE_RE,
     _STATES,
+    _STOP,
+    _WORD,
+    _number,
+    _spell_out,
+    _strip_possessive,
+    _token,
+    content_tokens,
+    is_title_case,
     names,
     normalize_text,
     numbers,
@@ -452,6 +463,145 @@ def test_fast_state_and_place_searches_agree_with_the_full_ones(text):
     plain = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
     expected = _PLACE_RE.sub(lambda m: " " + _PLACES[m.group(1).lower()].title() + " ", plain)
     assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_extract_features_states_agree_with_the_full_search(text):
+    # extract_features skips `states` when no word hints at one (_state_hint)
+    for title, lead in ((text, ""), ("", text), (text, text)):
+        both = f"{normalize_text(title)}\n{normalize_text(lead)}"
+        expected = frozenset(m.group(1).lower() for m in _STATE_RE.finditer(both))
+        assert extract_features(title, lead).states == expected
+
+
+# --- the one-scan features equal the plain code they replaced (issue 8, speed) ----------------
+# The reference: content_tokens, names, is_title_case and numbers as they were, each scanning
+# its text with its own regexes.
+
+
+def _ref_content_tokens(text: str) -> list[str]:
+    out = []
+    for raw in _WORD.findall(text):
+        word = _strip_possessive(raw).replace("'", "").replace(".", "").lower()
+        if not (len(word) < 2 or word in _STOP or word.isdigit()):
+            out.append(stem(word))
+    return out
+
+
+def _ref_names(text: str, also: str = "") -> frozenset[str]:
+    found: set[str] = set()
+    initial: dict[str, None] = {}
+    capitalised: dict[str, int] = {}
+    lower: set[str] = set()
+    for raw in _WORD.findall(also):
+        word = _strip_possessive(raw).replace(".", "")
+        if word[:1].isupper():
+            capitalised[word.lower()] = capitalised.get(word.lower(), 0) + 1
+    for sentence in _SENTENCE_BREAK.split(text):
+        first = True
+        for raw in _WORD.findall(sentence):
+            word = _strip_possessive(raw).replace(".", "")
+            key = word.lower()
+            if key in _STOP or len(word) < 2:
+                first = False
+                continue
+            if not word[:1].isupper():
+                lower.add(key)
+            else:
+                capitalised[key] = capitalised.get(key, 0) + 1
+                if first:
+                    initial[key] = None
+                else:
+                    found.add(key)
+            first = False
+    for key in initial:
+        if capitalised[key] >= 2 and key not in lower:
+            found.add(key)
+    return frozenset(stem(k) for k in found)
+
+
+def _ref_is_title_case(title: str) -> bool:
+    ws = [w for w in _WORD.findall(title) if w[:1].isalpha() and w.lower() not in _STOP]
+    if len(ws) < 3:
+        return False
+    return sum(1 for w in ws if w[:1].isupper()) / len(ws) > 0.6
+
+
+def _ref_numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    found: set[str] = set()
+    years: set[str] = set()
+    for m in _NUMBER.finditer(text):
+        raw, scale = m.group(1), m.group(2)
+        value = float(raw.replace(",", ""))
+        if scale:
+            value *= _SCALE[scale.lower()]
+        if not scale and "," not in raw and "." not in raw and 1900 <= value <= 2099:
+            years.add(raw)
+        elif not (value < 10 and not scale):
+            found.add(f"{value:g}")
+    return frozenset(found), frozenset(years)
+
+
+def _ref_features(title: str, text: str, lead_chars: int = 400) -> tuple[frozenset[str], ...]:
+    title = normalize_text(title)
+    lead = normalize_text(text[:lead_chars])
+    title_tokens = frozenset(_ref_content_tokens(title))
+    doc = title_tokens | frozenset(_ref_content_tokens(lead))
+    if _ref_is_title_case(title):
+        found_names = _ref_names(lead, also=title)
+    else:
+        found_names = _ref_names(f"{title}\n{lead}")
+    nums, years = _ref_numbers(f"{title}\n{lead}")
+    both = f"{title}\n{lead}"
+    state_set = frozenset(m.group(1).lower() for m in _STATE_RE.finditer(both))
+    return (
+        title_tokens,
+        doc,
+        frozenset(n for n in found_names if n in doc),
+        nums,
+        years,
+        state_set,
+    )
+
+
+_PIECES = [
+    "W.Va.", "N.Y.", "\u0131ll.", "\u212aansas", "Ohio", "ohio_x", "x.ohio", "New York", "Maine",
+    "$175K", "175,000", "22.5", "2016", "3", "5 million", "10%", "O'Brien's", "Smith\u2019s",
+    "\u2018q\u2019", "Former", "The", "Police", "Mader", "said", "de-escalation", "\ufb01re",
+    "caf\u00e9", "\u00bd", "_a_", "a.b.", ".", "!", "?", " - ", " \u2014 ", "\n", " ", "  ", "\t",
+]  # fmt: skip
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=300)
+@given(_TEXT, _TEXT, st.sampled_from([0, 7, 400]))
+def test_extract_features_equals_the_plain_code(title, text, lead_chars):
+    got = extract_features(title, text, lead_chars)
+    want = _ref_features(title, text, lead_chars)
+    fields = (got.title, got.doc, got.names, got.numbers, got.years, got.states)
+    assert fields == want
+    # the same insertion order too, so the same iteration order in this process
+    assert [list(f) for f in fields] == [list(f) for f in want]
+
+
+@settings(max_examples=300)
+@given(_TEXT, _TEXT)
+def test_text_helpers_equal_the_plain_code(text, also):
+    assert content_tokens(text) == _ref_content_tokens(text)
+    assert names(text, also) == _ref_names(text, also)
+    assert is_title_case(text) == _ref_is_title_case(text)
+    assert numbers(text) == _ref_numbers(text)
+    plain = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    assert normalize_text(text) == _PLACE_RE.sub(_spell_out, plain)
+
+
+def test_word_caches_are_bounded_and_agree_with_uncached():
+    for raw in ["Mader", "mader", "O'Brien's", "W.Va", "x.ohio", "\u212aansas", "2016", " - "]:
+        assert _token(raw) == _token.__wrapped__(raw)
+    for raw, scale in [("2016", ""), ("175,000", ""), ("3", ""), ("5", "bn"), ("22.5", "")]:
+        assert _number(raw, scale) == _number.__wrapped__(raw, scale)
+    assert _token.cache_info().maxsize == 1 << 17
+    assert _number.cache_info().maxsize == 1 << 14
 
 
 # --- quality ---------------------------------------------------------------------------------

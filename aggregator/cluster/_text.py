@@ -10,6 +10,7 @@ changes. Stop words carry nothing; a light suffix strip makes "fired" meet "fire
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import sys
 import unicodedata
@@ -145,6 +146,8 @@ def normalize_text(text: str) -> str:
     """NFKC, straight quotes, and AP place abbreviations spelled out."""
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'")
+    if "." not in text:
+        return text  # no abbreviation: each ends with a dot (most headlines)
     lower = _ascii_lower(text)
     if lower is not None and _PLACE_FIRST_PARTS.isdisjoint(_DOTTED_RUN.findall(lower)):
         return text  # no abbreviation (the usual case)
@@ -163,18 +166,26 @@ def numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
     "$175K" and "175,000" are the same number; 1-digit numbers say too little to count."""
     found: set[str] = set()
     years: set[str] = set()
-    for m in _NUMBER.finditer(text):
-        raw, scale, _percent = m.group(1), m.group(2), m.group(3)
-        value = float(raw.replace(",", ""))
-        if scale:
-            value *= _SCALE[scale.lower()]
-        if not scale and "," not in raw and "." not in raw and 1900 <= value <= 2099:
-            years.add(raw)
-            continue
-        if value < 10 and not scale:
-            continue
-        found.add(f"{value:g}")
+    for raw, scale, _percent in _NUMBER.findall(text):  # "" for a group that did not match
+        year, number = _number(raw, scale)
+        if year:
+            years.add(year)
+        elif number:
+            found.add(number)
     return frozenset(found), frozenset(years)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _number(raw: str, scale: str) -> tuple[str, str]:
+    """(year, "") or ("", number) or ("", "") (not counted) of one match of _NUMBER."""
+    value = float(raw.replace(",", ""))
+    if scale:
+        value *= _SCALE[scale.lower()]
+    if not scale and "," not in raw and "." not in raw and 1900 <= value <= 2099:
+        return raw, ""
+    if value < 10 and not scale:
+        return "", ""
+    return "", f"{value:g}"
 
 
 def _strip_possessive(word: str) -> str:
@@ -182,22 +193,52 @@ def _strip_possessive(word: str) -> str:
     return word[:-2] if lower.endswith(("'s", "\u2019s")) else word
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n|\s[-\u2014\u2013]\s")
+# One scan of a text: its _WORD words in order, and between them its _SENTENCE_BREAK breaks.
+# A break is whitespace (and a dash) and a word holds none, so the words are `_WORD.findall`'s
+# and a break falls between two words exactly where `_SENTENCE_BREAK.split` puts one.
+_SCAN = re.compile(_SENTENCE_BREAK.pattern + "|" + _WORD.pattern)
+_PARTS = re.compile(r"[.'\u2019]")
+_STATE_HINT = operator.itemgetter(5)
+
+# What the features need of one scanned word (_BREAK: a sentence break), worked out once per
+# distinct word (news text repeats its words):
+#   content       the word as `content_tokens` keeps it, "" when dropped
+#   name          (lower case, capitalised) for `names`; None for a stop word or one letter
+#   also          its lower case when capitalised, for `names`' `also`
+#   title_word    counts in `is_title_case` (a letter first, not a stop word)
+#   title_upper   ... and capitalised
+#   state_hint    a `states` match may lie in it (see `_state_hint`)
+_Token = tuple[str, tuple[str, bool] | None, str | None, bool, bool, bool]
+_BREAK: _Token = ("", None, None, False, False, False)  # a sentence break: no word at all
+
+
 @functools.lru_cache(maxsize=1 << 17)
+def _token(raw: str) -> _Token:
+    if raw[0].isspace():  # a word starts with a letter or digit, a break with whitespace
+        return _BREAK
+    return (
+        _content_word(raw),
+        _name_word(raw),
+        _also_word(raw),
+        raw[:1].isalpha() and raw.lower() not in _STOP,
+        raw[:1].isalpha() and raw.lower() not in _STOP and raw[:1].isupper(),
+        _state_hint(raw),
+    )
+
+
+def _tokens(text: str) -> list[_Token]:
+    return list(map(_token, _SCAN.findall(text)))
+
+
 def _content_word(raw: str) -> str:
-    """One word as `content_tokens` keeps it, or "" when it is dropped (news text repeats
-    its words, so each is worked out once)."""
+    """One word as `content_tokens` keeps it, or "" when it is dropped."""
     word = _strip_possessive(raw).replace("'", "").replace(".", "").lower()
     if len(word) < 2 or word in _STOP or word.isdigit():
         return ""
     return stem(word)
 
 
-def content_tokens(text: str) -> list[str]:
-    """Lower-cased, stemmed content words, in order (stop words and 1-letter words out)."""
-    return [w for w in map(_content_word, _WORD.findall(text)) if w]
-
-
-@functools.lru_cache(maxsize=1 << 17)
 def _name_word(raw: str) -> tuple[str, bool] | None:
     """(lower case, capitalised) of one word for `names`; None for a stop word or one letter."""
     word = _strip_possessive(raw).replace(".", "")
@@ -207,7 +248,28 @@ def _name_word(raw: str) -> tuple[str, bool] | None:
     return key, word[:1].isupper()
 
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n|\s[-\u2014\u2013]\s")
+def _also_word(raw: str) -> str | None:
+    word = _strip_possessive(raw).replace(".", "")
+    return word.lower() if word[:1].isupper() else None
+
+
+def _state_hint(raw: str) -> bool:
+    """False when `states`' own first test cannot pass because of this word: that test looks
+    for a state's last word as a whole word (bounded by non-word characters), which can only
+    be one of this word's parts between dots and apostrophes, and always passes on a
+    _CASE_FOLDS character. A text none of whose words hints names no state."""
+    if any(c in raw for c in _CASE_FOLDS):
+        return True
+    return not _STATE_LAST_WORDS.isdisjoint(_PARTS.split(raw.translate(_ASCII_LOWER)))
+
+
+def content_tokens(text: str) -> list[str]:
+    """Lower-cased, stemmed content words, in order (stop words and 1-letter words out)."""
+    return _content_tokens(_tokens(text))
+
+
+def _content_tokens(tokens: list[_Token]) -> list[str]:
+    return [t[0] for t in tokens if t[0]]
 
 
 def names(text: str, also: str = "") -> frozenset[str]:
@@ -218,31 +280,37 @@ def names(text: str, also: str = "") -> frozenset[str]:
     "Police" opening a sentence is not taken for a name. In a Title Case headline every word
     is capitalised, so callers pass body text (or a headline in sentence case); `also` (a
     Title Case headline) only counts towards "capitalised twice"."""
+    return _names(_tokens(text), _tokens(also))
+
+
+def _names(tokens: list[_Token], also: list[_Token]) -> frozenset[str]:
+    """`names` of scanned text."""
     found: set[str] = set()
     initial: dict[str, None] = {}  # in the order found, as the sets built from them
     capitalised: dict[str, int] = {}
     lower: set[str] = set()
-    for raw in _WORD.findall(also):
-        word = _strip_possessive(raw).replace(".", "")
-        if word[:1].isupper():
-            key = word.lower()
+    for t in also:
+        if (key := t[2]) is not None:
             capitalised[key] = capitalised.get(key, 0) + 1
-    for sentence in _SENTENCE_BREAK.split(text):
-        first = True
-        for info in map(_name_word, _WORD.findall(sentence)):
-            if info is None:
-                first = False
-                continue
-            key, upper = info
-            if not upper:
-                lower.add(key)
-            else:
-                capitalised[key] = capitalised.get(key, 0) + 1
-                if first:
-                    initial[key] = None
-                else:
-                    found.add(key)
+    first = True
+    for t in tokens:
+        if t is _BREAK:
+            first = True
+            continue
+        info = t[1]
+        if info is None:
             first = False
+            continue
+        key, upper = info
+        if not upper:
+            lower.add(key)
+        else:
+            capitalised[key] = capitalised.get(key, 0) + 1
+            if first:
+                initial[key] = None
+            else:
+                found.add(key)
+        first = False
     for key in initial:
         if capitalised[key] >= 2 and key not in lower:
             found.add(key)
@@ -251,10 +319,14 @@ def names(text: str, also: str = "") -> frozenset[str]:
 
 def is_title_case(title: str) -> bool:
     """Most words capitalised: a Title Case headline, whose capitals say nothing."""
-    ws = [w for w in _WORD.findall(title) if w[:1].isalpha() and w.lower() not in _STOP]
-    if len(ws) < 3:
+    return _is_title_case(_tokens(title))
+
+
+def _is_title_case(tokens: list[_Token]) -> bool:
+    words = [t for t in tokens if t[3]]
+    if len(words) < 3:
         return False
-    return sum(1 for w in ws if w[:1].isupper()) / len(ws) > 0.6
+    return sum(1 for t in words if t[4]) / len(words) > 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,16 +396,26 @@ def states(text: str) -> frozenset[str]:
 def extract_features(title: str, text: str, lead_chars: int = LEAD_CHARS) -> Features:
     title = normalize_text(title or "")
     lead = normalize_text((text or "")[:lead_chars])
-    title_tokens = frozenset(content_tokens(title))
-    doc = title_tokens | frozenset(content_tokens(lead))
-    title_case = is_title_case(title)
-    found_names = names(lead, also=title) if title_case else names(f"{title}\n{lead}")
-    nums, years = numbers(f"{title}\n{lead}")
+    # Each text is scanned once for the words of `content_tokens`, `names`, `is_title_case`
+    # and `states`' first test. The "\n" between title and lead breaks a sentence, so
+    # f"{title}\n{lead}" scans as the title's words, a break, and the lead's words.
+    title_scan, lead_scan = _tokens(title), _tokens(lead)
+    title_tokens = frozenset(_content_tokens(title_scan))
+    doc = title_tokens | frozenset(_content_tokens(lead_scan))
+    title_case = _is_title_case(title_scan)
+    found_names = (
+        _names(lead_scan, also=title_scan)
+        if title_case
+        else _names([*title_scan, _BREAK, *lead_scan], also=[])
+    )
+    both = f"{title}\n{lead}"
+    nums, years = numbers(both)
+    hint = any(map(_STATE_HINT, title_scan)) or any(map(_STATE_HINT, lead_scan))
     return Features(
         title=title_tokens,
         doc=doc,
         names=frozenset(n for n in found_names if n in doc),
         numbers=nums,
         years=years,
-        states=states(f"{title}\n{lead}"),
+        states=states(both) if hint else frozenset(),
     )
