@@ -9,7 +9,7 @@ Pure; imports `types` and the package's `_text` only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aggregator.classify._text import Term, fold
@@ -44,6 +44,19 @@ class _CompiledSection:
     section: Section
     terms: tuple[Term, ...]
     exclude: tuple[Term, ...]
+    # the terms as (label, weight, needle, regex search): `score` tests each with no calls
+    # into Term (most terms are in neither text, and the loop runs for every item)
+    checks: tuple[tuple[str, float, str | None, Callable[[str], object]], ...]
+
+
+def _compile_section(section: Section) -> _CompiledSection:
+    terms = tuple(Term.of(r) for r in section.rules)
+    return _CompiledSection(
+        section,
+        terms,
+        tuple(Term.phrase(p) for p in section.exclude),
+        tuple((t.label, t.weight, t.needle, t.regex.search) for t in terms),
+    )
 
 
 def _first_match(terms: Sequence[Term], texts: Sequence[str]) -> str | None:
@@ -57,14 +70,7 @@ class RuleSet:
     """Section rules and topic terms, compiled once."""
 
     def __init__(self, sections: Sequence[Section], topic: Topic) -> None:
-        self.sections = tuple(
-            _CompiledSection(
-                s,
-                tuple(Term.of(r) for r in s.rules),
-                tuple(Term.phrase(p) for p in s.exclude),
-            )
-            for s in sections
-        )
+        self.sections = tuple(_compile_section(s) for s in sections)
         self.topic_include = tuple(Term.of(r) for r in topic.include)
         self.topic_exclude = tuple(Term.phrase(p) for p in topic.exclude)
 
@@ -73,6 +79,7 @@ class RuleSet:
         # (and regex time).
         title, summary = fold(title), fold(summary[:SUMMARY_CHARS])
         texts = (title, summary)
+        both = f"{title}\n{summary}"  # a needle in neither text is not in this either
         topic_hit = _first_match(self.topic_include, texts)
         veto = None if topic_hit else _first_match(self.topic_exclude, texts)
         out: list[RuleScore] = []
@@ -83,11 +90,19 @@ class RuleSet:
                 out.append(RuleScore(sid, 0.0, (), excluded))
                 continue
             score, terms = 0.0, []
-            for term in cs.terms:
-                factor = TITLE_FACTOR if term.search(title) else 0.0
-                factor += SUMMARY_FACTOR if term.search(summary) else 0.0
+            for label, weight, needle, search in cs.checks:  # Term.search, inlined
+                if needle is None:
+                    in_title = search(title) is not None
+                    in_summary = search(summary) is not None
+                elif needle not in both:
+                    continue  # in neither: factor 0
+                else:
+                    in_title = needle in title and search(title) is not None
+                    in_summary = needle in summary and search(summary) is not None
+                factor = TITLE_FACTOR if in_title else 0.0
+                factor += SUMMARY_FACTOR if in_summary else 0.0
                 if factor:
-                    score += term.weight * factor
-                    terms.append(term.label)
+                    score += weight * factor
+                    terms.append(label)
             out.append(RuleScore(sid, round(score, 3), tuple(terms)))
         return RuleResult(tuple(out), topic_hit, veto)
