@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from aggregator.cluster._index import Match
 from aggregator.cluster._score import ScoreBound
 from aggregator.cluster._text import (
     _NUMBER,
+    _PLACE_FIRST_PARTS,
+    _PLACE_HINT,
     _PLACE_RE,
     _PLACES,
     _SCALE,
@@ -593,6 +596,13 @@ def test_text_helpers_equal_the_plain_code(text, also):
     assert numbers(text) == _ref_numbers(text)
     plain = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
     assert normalize_text(text) == _PLACE_RE.sub(_spell_out, plain)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from("wvancalifsdu._\u00e9 1\n"), max_size=30))
+def test_place_hint_is_the_dotted_word_test(text):
+    dotted = frozenset(re.findall(r"\w+\.", text))
+    assert (_PLACE_HINT.search(text) is None) == _PLACE_FIRST_PARTS.isdisjoint(dotted)
 
 
 def test_word_caches_are_bounded_and_agree_with_uncached():

@@ -86,9 +86,23 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 # Capital I with a dot and dotless i (for i), long s (for s), Kelvin sign (for k).
 _CASE_FOLDS = ("\u0130", "\u0131", "\u017f", "\u212a")
 _WORD_RUN = re.compile(r"\w+")
-_DOTTED_RUN = re.compile(r"\w+\.")
 _STATE_LAST_WORDS = frozenset(s.split()[-1] for s in _STATES)
 _PLACE_FIRST_PARTS = frozenset(k.split(".")[0] + "." for k in _PLACES)
+
+
+def _ends_of(parts: frozenset[str]) -> str:
+    # lookbehinds must be fixed-width: one per length
+    by_length: dict[int, list[str]] = {}
+    for part in sorted(parts):
+        by_length.setdefault(len(part), []).append(re.escape(part))
+    return "|".join(f"(?<=(?<!\\w)(?:{'|'.join(same)}))" for _, same in sorted(by_length.items()))
+
+
+# Whether one of _PLACE_FIRST_PARTS is in the text as a whole word and its dot (a word
+# character neither before it nor, being a dot, after it): what findall(r"\w+\.") over the
+# text would find. This search starts with a literal, so the regex engine skips from dot to
+# dot instead of trying every position.
+_PLACE_HINT = re.compile(r"\.(?:" + _ends_of(_PLACE_FIRST_PARTS) + ")")
 
 
 def _ascii_lower(text: str) -> str | None:
@@ -149,7 +163,7 @@ def normalize_text(text: str) -> str:
     if "." not in text:
         return text  # no abbreviation: each ends with a dot (most headlines)
     lower = _ascii_lower(text)
-    if lower is not None and _PLACE_FIRST_PARTS.isdisjoint(_DOTTED_RUN.findall(lower)):
+    if lower is not None and _PLACE_HINT.search(lower) is None:
         return text  # no abbreviation (the usual case)
     return _PLACE_RE.sub(_spell_out, text)
 
