@@ -102,6 +102,22 @@ def _strip_url(url: str) -> str:
 
 def safe_link(url: str | None) -> str | None:
     """The URL if it is an absolute http(s) URL we would put in an href, else None."""
+    checked = _checked_link(url)
+    return checked[0] if checked else None
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The dedupe key for a link: lower-case scheme and host, no default port, no fragment,
+    no tracking parameters, no credentials; None for anything that is not http(s)."""
+    checked = _checked_link(url)
+    if checked is None or checked[2] is None:
+        return None
+    return _canonical(checked[1], checked[2])
+
+
+def _checked_link(url: str | None) -> tuple[str, SplitResult, str | None] | None:
+    """(the link `safe_link` returns, its parts, its canonical netloc or None when its host
+    has no IDNA form), or None when `safe_link` refuses the URL."""
     if not url:
         return None
     url = _strip_url(url)
@@ -109,35 +125,38 @@ def safe_link(url: str | None) -> str | None:
         return None
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         return None
-    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    return url
+    accepted, netloc = _netloc(parts.scheme, parts.netloc)
+    return (url, parts, netloc) if accepted else None
 
 
-def canonical_url(url: str | None) -> str | None:
-    """The dedupe key for a link: lower-case scheme and host, no default port, no fragment,
-    no tracking parameters, no credentials; None for anything that is not http(s)."""
-    link = safe_link(url)
-    if link is None:
-        return None
-    return _canonical(urlsplit(link))
-
-
-def _canonical(parts: SplitResult) -> str | None:
-    """canonical_url of a link `safe_link` accepted, already split."""
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower().rstrip(".")
+@functools.lru_cache(maxsize=4096)
+def _netloc(scheme: str, netloc: str) -> tuple[bool, str | None]:
+    """Whether `safe_link` accepts a URL's scheme and netloc (http(s), a host, a valid port),
+    and the canonical netloc: lower-case host in IDNA form (None when it has none), no
+    default port, no credentials. A source's links share a few hosts: each is worked out
+    once (bounded)."""
+    parts = SplitResult(scheme, netloc, "", "", "")  # hostname and port read netloc only
+    try:
+        port = parts.port
+    except ValueError:  # a bad port
+        return False, None
+    scheme = scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return False, None
+    host = parts.hostname.lower().rstrip(".")
     try:
         host = host.encode("idna").decode("ascii") if not host.isascii() else host
     except UnicodeError:
-        return None
+        return True, None
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    return True, host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+
+
+def _canonical(parts: SplitResult, netloc: str) -> str:
+    """canonical_url of a link `safe_link` accepted, split, with its canonical netloc."""
     query = parts.query and urlencode(
         [
             (k, v)
@@ -146,7 +165,7 @@ def _canonical(parts: SplitResult) -> str | None:
         ],
         doseq=True,
     )
-    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, ""))
 
 
 def html_to_text(markup: str) -> str:
@@ -187,8 +206,9 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def normalize_entry(entry: Entry, source_id: str) -> Item | None:
     """Entry -> Item; None when the entry has nothing to show (no title, link or text)."""
-    link = safe_link(entry.link)
-    url = _canonical(urlsplit(link)) if link else None  # canonical_url(link), split once
+    checked = _checked_link(entry.link)  # safe_link and canonical_url, split once
+    link = checked[0] if checked else None
+    url = _canonical(checked[1], checked[2]) if checked and checked[2] is not None else None
     summary_raw = entry.summary or ""
     summary_html = sanitize_html(summary_raw) if summary_raw else ""
     summary_text = html_to_text(summary_html) if summary_html else ""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nh3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggregator import normalize
 from aggregator.normalize import (
     canonical_url,
     clean_text,
@@ -204,8 +206,6 @@ _TRICKY_HTML = [
 
 @pytest.mark.parametrize("markup", _TRICKY_HTML)
 def test_cleaners_built_once_match_nh3_clean(markup):
-    from aggregator import normalize
-
     sanitized = nh3.clean(
         markup,
         tags=set(normalize.ALLOWED_TAGS),
@@ -221,3 +221,95 @@ def test_cleaners_built_once_match_nh3_clean(markup):
         clean_content_tags={"script", "style"},
     )
     assert html_to_text(sanitized) == clean_text(html.unescape(stripped))
+
+
+def _plain_safe_link(url: str | None) -> str | None:
+    # safe_link and canonical_url as they were, splitting and checking every URL in full
+    if not url:
+        return None
+    url = normalize._strip_url(url)
+    if len(url) > normalize.MAX_URL_CHARS or normalize._BAD_CHARS.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in normalize.DEFAULT_PORTS or not parts.hostname:
+        return None
+    return url
+
+
+def _plain_canonical_url(url: str | None) -> str | None:
+    link = _plain_safe_link(url)
+    if link is None:
+        return None
+    parts = urlsplit(link)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == normalize.DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    query = parts.query and urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in normalize.TRACKING_PARAMS
+            and not k.lower().startswith(normalize.TRACKING_PREFIXES)
+        ],
+        doseq=True,
+    )
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+_TRICKY_URLS = [
+    "https://Example.ORG:443/a?utm_source=x&fbclid=1&q=2#frag",
+    "http://ex.org:80",
+    "HTTP://EX.ORG.:8080/p",
+    "https://user:pw@H\u00c9st.org/p",
+    "https://[::1]:8080/x",
+    "https://[::1/x",
+    "https://ex.org:99999/",
+    "https://ex.org:8x/",
+    "https://ex.org:/a",
+    "ftp://x.org/",
+    "mailto:a@b.org",
+    " \x01https://x.org/ ",
+    "java\tscript:alert(1)",
+    "https://\u0131.org/",
+    "https://xn--.org/",
+    "https://" + "a" * 70 + ".org/",
+    "https://@/a",
+    "https:///a",
+    "https://x.org/?__hsfp=1&_hsenc=2&MC_CID=3&keep=&",
+    "https://x.org/" + "a" * 3000,
+    "",
+    None,
+]
+
+
+@pytest.mark.parametrize("url", _TRICKY_URLS)
+def test_links_checked_with_cached_hosts_equal_the_plain_code(url):
+    for _ in range(2):  # the second time from the host cache
+        assert safe_link(url) == _plain_safe_link(url)
+        assert canonical_url(url) == _plain_canonical_url(url)
+        item = normalize_entry(Entry(guid="g", link=url, title="t"), "s")
+        assert item is not None
+        assert (item.link, item.url) == (_plain_safe_link(url), _plain_canonical_url(url))
+
+
+@given(st.text(alphabet=st.sampled_from("hts:/@[]:.8x\u00e9\u0131%?=&#A ")))
+def test_canonical_url_equals_the_plain_code(url):
+    assert safe_link(url) == _plain_safe_link(url)
+    assert canonical_url(url) == _plain_canonical_url(url)
+    assert safe_link("https://" + url) == _plain_safe_link("https://" + url)
+    assert canonical_url("https://" + url) == _plain_canonical_url("https://" + url)
+
+
+def test_host_cache_is_bounded():
+    assert normalize._netloc.cache_info().maxsize == 4096
