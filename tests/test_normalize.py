@@ -223,6 +223,16 @@ def test_cleaners_built_once_match_nh3_clean(markup):
     assert html_to_text(sanitized) == clean_text(html.unescape(stripped))
 
 
+def test_an_nh3_without_cleaner_falls_back_to_clean(monkeypatch):
+    """An older nh3 (pyproject allows it) has no `Cleaner`: the cleaner is `nh3.clean`
+    with the same options, and gives the same output."""
+    options = {"tags": {"b"}, "attributes": {}, "strip_comments": True}
+    monkeypatch.delattr(nh3, "Cleaner", raising=False)
+    clean = normalize._html_cleaner(**options)
+    for markup in _TRICKY_HTML:
+        assert clean(markup) == nh3.clean(markup, **options)
+
+
 def _plain_safe_link(url: str | None) -> str | None:
     # safe_link and canonical_url as they were, splitting and checking every URL in full
     if not url:
