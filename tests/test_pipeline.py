@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -117,6 +118,49 @@ def test_one_bad_source_never_stops_the_others(tmp_path, http_server, storage):
         assert states[source_id].next_due == NOW + timedelta(hours=1)
     assert states["good"].failures == 0 and states["good"].last_success == NOW
     assert {i.item.source_id for i in storage.get_items()} == {"good"}
+
+
+def test_stores_run_in_turn_off_the_event_loop(tmp_path, http_server, storage, monkeypatch):
+    """Issue 8: each source is stored on the store's own thread, one at a time, while the
+    event loop runs on: a store that waits for the loop to run a coroutine would deadlock if
+    it ran on the loop thread."""
+    from aggregator.pipeline import _update
+
+    for n in range(6):
+        http_server.routes[f"/f{n}.xml"] = static(
+            rss((f"g{n}", f"https://news.example.org/{n}", f"Police training story {n}"))
+        )
+    config = make_config(tmp_path, http_server, [src(f"s{n}", f"/f{n}.xml") for n in range(6)])
+    real = _update.store_items
+    seen: list[str] = []
+    busy = threading.Lock()
+    overlapped: list[str] = []
+
+    async def go():
+        loop = asyncio.get_running_loop()
+
+        def store_items(storage_, source, *args, **kwargs):
+            if not busy.acquire(blocking=False):
+                overlapped.append(source.id)
+                busy.acquire()
+            try:
+                seen.append(threading.current_thread().name)
+                ran = threading.Event()
+                loop.call_soon_threadsafe(ran.set)  # runs only if the loop is free
+                assert ran.wait(10), "the event loop did not run while a source was stored"
+                return real(storage_, source, *args, **kwargs)
+            finally:
+                busy.release()
+
+        monkeypatch.setattr(_update, "store_items", store_items)
+        async with pipeline.open_client(config) as client:
+            return await pipeline.update_sources(config, storage, client, NOW)
+
+    results = asyncio.run(go())
+    assert all(r.ok and r.new_items == 1 for r in results), results
+    assert len(seen) == 6 and all(name.startswith("aggregator-store") for name in seen)
+    assert overlapped == []  # in turn
+    assert storage.count_items() == 6
 
 
 def test_items_are_normalized_classified_and_stored_once(tmp_path, http_server, storage):

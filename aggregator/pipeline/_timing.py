@@ -8,6 +8,7 @@ summed over sources, so they can exceed the run's wall clock.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +26,14 @@ class StageTimes:
     cpu: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     _open: list[list[float]] = field(default_factory=list, repr=False)
+    # the store's thread and the event loop add to the same stages (issue 8)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, stage: str, wall: float, cpu: float) -> None:
-        self.wall[stage] = self.wall.get(stage, 0.0) + wall
-        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
-        self.calls[stage] = self.calls.get(stage, 0) + 1
+        with self._lock:
+            self.wall[stage] = self.wall.get(stage, 0.0) + wall
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
+            self.calls[stage] = self.calls.get(stage, 0) + 1
 
     def add_all(self, times: tuple[tuple[str, float, float], ...]) -> None:
         for stage, wall, cpu in times:
@@ -38,7 +42,9 @@ class StageTimes:
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
         """Time a synchronous block on the current thread; a block measured inside it counts
-        for its own stage only (store's time excludes the clustering inside it)."""
+        for its own stage only (store's time excludes the clustering inside it). Blocks
+        measured on two threads must not overlap (the store's thread measures alone while
+        sources are updated)."""
         inner = [0.0, 0.0]
         self._open.append(inner)
         w0, c0 = time.perf_counter(), time.thread_time()

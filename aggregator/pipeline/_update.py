@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import cast
 from urllib.parse import urlsplit
@@ -260,6 +261,8 @@ async def update_sources(
     # to keep every fetch slot and every parse worker busy, with a queue of one per worker.
     in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
+    # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
+    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
 
     async def one(source: Source) -> SourceResult:
         async with contextlib.AsyncExitStack() as held:
@@ -305,10 +308,16 @@ async def update_sources(
             if clusterer is not None and prepared.items:  # issue 4, review finding 12:
                 # the window index is built off the event loop, before the write lock
                 await asyncio.to_thread(clusterer.prepare)
-            with times.measure("store"):
-                new, seen = store_items(
-                    storage, source, prepared, fetched, state, now, times, clusterer
-                )
+
+            def store() -> tuple[int, int]:
+                with times.measure("store"):
+                    return store_items(
+                        storage, source, prepared, fetched, state, now, times, clusterer
+                    )
+
+            # issue 8: on the store's own thread, one source at a time, so that the event
+            # loop keeps reading responses and feeding the parse workers meanwhile
+            new, seen = await asyncio.get_running_loop().run_in_executor(store_thread, store)
             return SourceResult(
                 source.id,
                 fetched.url,
@@ -348,6 +357,8 @@ async def update_sources(
             if progress is not None:
                 progress(result)
     finally:
+        # a store the run stopped waiting for (cancelled) still finishes before these
+        await asyncio.to_thread(store_thread.shutdown)
         await asyncio.to_thread(pool.close)
         _store_not_modified(storage, not_modified, times)
     # The event loop's own CPU (HTTP, and the parse workers' replies unpickled) is what the
