@@ -303,7 +303,7 @@ def markdown(results: dict[str, Any]) -> str:
         "Wall time of concurrent work is summed over sources (fetches overlap, parse runs on "
         "two worker processes), so a stage's wall can exceed the cycle's. CPU is that of the "
         "process that ran the stage; fetch's CPU is the event loop's (HTTP, and the workers' "
-        "results unpickled); cluster's is the workers' feature extraction plus the loop "
+        "results unpickled); cluster's is the workers' feature extraction plus the store "
         "thread's matching.",
         "",
         "| stage | wall s (summed) | CPU s | calls |",
