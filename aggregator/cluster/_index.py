@@ -17,7 +17,7 @@ lexical floor. Which story an item joins, and the scores and evidence recorded, 
 of scoring every candidate in full.
 
 Memory and speed (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
-frozensets), plus its word ids as int32 bytes for the numpy pass; posting lists are typed
+frozensets), plus its word ids as C-int bytes for the numpy pass; posting lists are typed
 arrays of item slots, read for all of a new item's probe words in one numpy call. A pair
 is unpacked only to be scored in full. The benchmark's 30,000 items take 46 MB (tracemalloc),
 of which the word ids and the numpy pass's table take 13 MB; as frozensets and deques they
@@ -55,6 +55,8 @@ PRIOR_DOCS = 100
 MANY_CANDIDATES = 8
 # Bag ids: an item's names and numbers are kept apart from its words (a name is also a word).
 _NAME, _NUMBER = "\x01", "\x02"
+# A bag's ids as a C int array's bytes, read back with numpy's integer of the same size.
+_BAG_ID = np.dtype(f"i{array('i').itemsize}")
 
 
 @dataclass(slots=True)
@@ -63,7 +65,7 @@ class _Entry:
     story: Hashable
     when: datetime
     vector: Vector | None = None
-    # the ids of its words, names and numbers (int32, see _Bags): what the numpy pass sums
+    # the ids of its words, names and numbers (C ints, see _Bags): what the numpy pass sums
     bag: bytes = b""
     slot: int = 0  # its number in the posting lists (a replaced item gets a new one)
 
@@ -125,12 +127,12 @@ class _Bags:
     def sums(self, bags: list[bytes]) -> np.ndarray | None:
         """Per bag, the column sums of the loaded values over its ids; None if a bag is
         empty (`np.add.reduceat` cannot express an empty segment)."""
-        lengths = np.fromiter(map(len, bags), np.int64, len(bags)) >> 2
+        lengths = np.fromiter(map(len, bags), np.int64, len(bags)) // _BAG_ID.itemsize
         if not lengths.all():
             return None
         starts = np.zeros(len(bags), np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        ids = np.frombuffer(b"".join(bags), np.int32).astype(np.intp)
+        ids = np.frombuffer(b"".join(bags), _BAG_ID).astype(np.intp)
         result: np.ndarray = np.add.reduceat(np.take(self.values, ids, axis=0), starts, axis=0)
         return result
 
