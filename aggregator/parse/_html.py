@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -129,21 +130,33 @@ def text_of(node: PageElement | None) -> str:
 
 def date_of(node: Tag) -> tuple[str | None, datetime | None]:
     """A date found in or on `node`: `datetime`/`content` attributes first, then its text."""
-    holders = [node] if node.has_attr("datetime") else []
-    holders.extend(node.find_all(True, attrs={"datetime": True}, limit=3))
-    for holder in holders:
-        raw = str(holder.get("datetime") or "").strip()
-        value = parse_date(raw)
-        if value is not None:
-            return raw, value
-    meta = node.find(True, attrs={"itemprop": DATE_PROP})
-    if isinstance(meta, Tag):
-        raw = str(meta.get("content") or text_of(meta)).strip()
-        value = parse_date(raw)
-        if value is not None:
-            return raw, value
-    text = text_of(node)
-    value = find_date(text)
-    if value is not None:
-        return text[:120], value
+
+    def attributes() -> Iterator[str]:
+        holders = [node] if node.has_attr("datetime") else []
+        holders.extend(node.find_all(True, attrs={"datetime": True}, limit=3))
+        for holder in holders:
+            yield str(holder.get("datetime") or "")
+        meta = node.find(True, attrs={"itemprop": DATE_PROP})
+        if isinstance(meta, Tag):
+            yield str(meta.get("content") or text_of(meta))
+
+    return first_date(attributes(), lambda: text_of(node))
+
+
+def first_date(
+    attributes: Iterable[str], text: Callable[[], str]
+) -> tuple[str | None, datetime | None]:
+    """(raw, date) of the first of `attributes` that parses as a date, else of a date found
+    in `text()` (its first 120 characters as the raw); (None, None) if none. The order
+    `date_of` and `_tree.tree_date` share; both pass lazy iterables, so later places are
+    looked at only when the earlier ones hold no date."""
+    for value in attributes:
+        raw = value.strip()
+        parsed = parse_date(raw)
+        if parsed is not None:
+            return raw, parsed
+    full = text()
+    parsed = find_date(full)
+    if parsed is not None:
+        return full[:120], parsed
     return None, None

@@ -37,8 +37,7 @@ from urllib.parse import urljoin
 from bs4.dammit import EncodingDetector
 from lxml import etree
 
-from aggregator.parse._dates import find_date, parse_date
-from aggregator.parse._html import DATE_PROP, DROP, check_depth, is_http
+from aggregator.parse._html import DATE_PROP, DROP, check_depth, first_date, is_http
 
 # An lxml element. lxml ships no type hints (mypy sees `Any`); the alias names what is meant.
 Element: TypeAlias = Any
@@ -131,24 +130,17 @@ def tree_text(node: Element | None) -> str:
 
 def tree_date(node: Element) -> tuple[str | None, datetime | None]:
     """`_html.date_of` for an element: `datetime`/`itemprop` holders first, then its text."""
-    holders = [node] if node.get("datetime") is not None else []
-    holders.extend(_WITH_DATETIME(node)[:3])
-    for holder in holders:
-        raw = (holder.get("datetime") or "").strip()
-        value = parse_date(raw)
-        if value is not None:
-            return raw, value
-    meta = next((d for d in _WITH_ITEMPROP(node) if DATE_PROP.search(d.get("itemprop"))), None)
-    if meta is not None:
-        raw = (meta.get("content") or tree_text(meta)).strip()
-        value = parse_date(raw)
-        if value is not None:
-            return raw, value
-    text = tree_text(node)
-    value = find_date(text)
-    if value is not None:
-        return text[:120], value
-    return None, None
+
+    def attributes() -> Iterator[str]:
+        holders = [node] if node.get("datetime") is not None else []
+        holders.extend(_WITH_DATETIME(node)[:3])
+        for holder in holders:
+            yield holder.get("datetime") or ""
+        meta = next((d for d in _WITH_ITEMPROP(node) if DATE_PROP.search(d.get("itemprop"))), None)
+        if meta is not None:
+            yield meta.get("content") or tree_text(meta)
+
+    return first_date(attributes(), lambda: tree_text(node))
 
 
 def classes(node: Element) -> list[str]:
