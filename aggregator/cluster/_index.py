@@ -7,21 +7,21 @@ at most `max_candidates` candidates, and only those are scored. So the work per 
 bounded by `probe_tokens * max_postings` look-ups and `max_candidates` comparisons, however
 many items the store holds; items older than the window leave the index (`expire`).
 
-Scoring a candidate is cheap first: word rarity is looked up once per word while the window
-stays as it is (`_Weights`); with many candidates, one numpy pass over all of them
-(`_Bags`, `ScoreBound.reaches_many`) rules out those that cannot reach the lowest floor;
-each one left is bounded on its own (`ScoreBound.reaches`) and scored in full
-(`score_pair`) only when its bound could change the outcome: reach the threshold, beat the
-best match so far, or, with a vector and no lexical match yet, pass the semantic signal's
-lexical floor. Which story an item joins, and the scores and evidence recorded, are those
-of scoring every candidate in full.
+Scoring a candidate is cheap first (issue 8): a source's new items are matched together
+(`match_many`). One numpy pass over all their candidates (`_columns`, `_score.upper_bounds`)
+gives every pair an upper bound of its score from the ids of both items' words (`_Bags`);
+out go the pairs that cannot reach the lowest floor they will face, and of the rest a pair
+is scored in full (`score_pair`) only when its bound could still change the outcome: reach
+the threshold, beat the best match so far, or, with a vector and no lexical match yet, pass
+the semantic signal's lexical floor. Word rarity is looked up once per word while the
+window stays as it is (`_Weights`). Which story an item joins, and the scores and evidence
+recorded, are those of scoring every candidate in full.
 
 Memory and speed (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
-frozensets), plus its word ids as C-int bytes for the numpy pass; posting lists are typed
-arrays of item slots, read for all of a new item's probe words in one numpy call. A pair
-is unpacked only to be scored in full. The benchmark's 30,000 items take 46 MB (tracemalloc),
-of which the word ids and the numpy pass's table take 13 MB; as frozensets and deques they
-took 170 MB.
+frozensets), plus its word ids in `_Bags`' flat C-int arrays for the numpy pass; posting
+lists are typed arrays of item slots, read for all of a batch's probe words in one numpy
+call. A pair is unpacked only to be scored in full. The benchmark's 30,000 items take 46 MB
+(tracemalloc); as frozensets and deques they took 170 MB.
 
 `comparisons` counts the candidates compared (ruled out at once, bounded or scored), for
 the flat-cost test and the benchmark. Imports only the cluster stage's own modules and numpy.
@@ -37,10 +37,39 @@ from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import repeat
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
-from aggregator.cluster._score import PairScore, ScoreBound, score_pair
+from aggregator.cluster._score import (
+    A_COLUMNS,
+    A_DOC,
+    A_STATES,
+    A_TITLE,
+    A_TITLE_NAMES,
+    A_YEARS,
+    B_STATES,
+    B_TITLE,
+    B_TITLE_NAMES,
+    B_TITLE_NAMES_FOUND,
+    B_TITLE_SHARED,
+    B_YEARS,
+    NUMBERS,
+    PAIR_COLUMNS,
+    RARE_IDF,
+    RARE_NAMES,
+    SHARED,
+    SHARED_TITLE,
+    SLACK,
+    STATES,
+    TITLE_NAMES_FOUND,
+    YEARS,
+    PairScore,
+    score_pair,
+    upper_bounds,
+)
 from aggregator.cluster._semantic import VERIFY_FLOOR, Vector, cosine, verified
 from aggregator.cluster._text import Features, Packed, pack_features, unpack_features
 
@@ -50,13 +79,15 @@ DEFAULT_MAX_CANDIDATES = 64
 # Pseudo-documents that contain none of the words: with an almost empty window (a first run)
 # every word would look common and the weights would swing with the order items come in.
 PRIOR_DOCS = 100
-# From how many candidates on `match` rules candidates out in one numpy pass first (issue 8):
-# below it, the pass's fixed cost is more than `ScoreBound.reaches` on each.
-MANY_CANDIDATES = 8
-# Bag ids: an item's names and numbers are kept apart from its words (a name is also a word).
-_NAME, _NUMBER = "\x01", "\x02"
-# A bag's ids as a C int array's bytes, read back with numpy's integer of the same size.
+# Bag ids: an item's names, numbers, years and states are kept apart from its words (a name
+# is also a word, and so may a number be).
+_NAME, _NUMBER, _YEAR, _STATE = "\x01", "\x02", "\x03", "\x04"
+# The ids as C ints, read with numpy's integer of the same size.
 _BAG_ID = np.dtype(f"i{array('i').itemsize}")
+# Per slot, how many ids of each part `_Bags` keeps, in this order (the bag's words come
+# first in it, then its names, numbers, years and states).
+_BAG, _TITLE, _TITLE_NAMES, _YEARS, _STATES, _WORDS = range(6)
+_SIZES = 6
 
 
 @dataclass(slots=True)
@@ -65,81 +96,108 @@ class _Entry:
     story: Hashable
     when: datetime
     vector: Vector | None = None
-    # the ids of its words, names and numbers (C ints, see _Bags): what the numpy pass sums
-    bag: bytes = b""
-    slot: int = 0  # its number in the posting lists (a replaced item gets a new one)
+    slot: int = 0  # its number in the posting lists and `_Bags` (a replaced item gets a new one)
+
+
+def _take(values: array[int], dtype: np.dtype[Any], at: Any, width: int = 1) -> Any:
+    """`values[at]` through numpy, as a copy (rows of `width` if above 1): the view on the
+    array's buffer is gone on return, as it must be before the array grows again."""
+    view = np.frombuffer(values, dtype)
+    try:
+        return (view.reshape(-1, width) if width > 1 else view)[at]
+    finally:
+        del view
 
 
 class _Bags:
-    """Word ids and, per new item, the values the numpy pass sums over a candidate's ids.
+    """Every indexed item's word ids, for the numpy pass of `StoryIndex._columns` (issue 8).
 
-    Every word, name and number of an indexed item gets an id on first sight (ids are not
-    reused; the index lives for one run). `load` writes a new item's values into the rows
-    of its own words, `sums` adds them up over each candidate's bag in one pass, `clear`
-    zeroes them again: every other row stays 0, so a candidate's other words add nothing."""
+    Every word, name, number, year and state of an indexed item gets an id on first sight
+    (ids are not reused; the index lives for one run). Per slot, in one flat C-int array:
+    its bag (the ids of its words, then of its names, numbers, years and states), then its
+    headline's words, then its headline's names; `start` and `sizes` say where. So the ids
+    of many candidates are gathered with a few numpy calls, and no Python object is kept per
+    item. `df` is each word's document frequency by id, as `StoryIndex.idf` counts it.
+    Slots are added in order (0, 1, 2, ...); all of it is typed arrays, appended to."""
 
-    COLUMNS = 5  # see ScoreBound.reaches_many
-
-    def __init__(self) -> None:
+    def __init__(self, vocabulary: Mapping[str, int] | None) -> None:
         self.ids: dict[str, int] = {}
-        self.values = np.zeros((1024, self.COLUMNS))
-        self._loaded: list[int] = []
+        self.flat = array("i")
+        self.parts = array("b")  # each id's part of its slot, as `gather` tells it
+        self.start = array("q")  # per slot
+        self.sizes = array("q")  # per slot, _SIZES of them: see _BAG .. _WORDS
+        self.df = array("q")  # per id
+        self._local = np.full(1024, -1, np.int64)
+        self._vocabulary = vocabulary  # a fixed df: set once per word, never counted
 
-    def bag(self, features: Packed) -> bytes:
-        ids = self.ids
+    def _id(self, token: str) -> int:
+        found = self.ids.get(token)
+        if found is None:
+            found = self.ids[token] = len(self.ids)
+            vocabulary = self._vocabulary
+            self.df.append(0 if vocabulary is None else vocabulary.get(token, 0))
+        return found
+
+    def add(self, slot: int, p: Packed) -> None:
         tokens = [
-            *features.doc,
-            *(_NAME + n for n in features.names),
-            *(_NUMBER + n for n in features.numbers),
+            *p.doc,
+            *(_NAME + n for n in p.names),
+            *(_NUMBER + n for n in p.numbers),
+            *(_YEAR + y for y in p.years),
+            *(_STATE + s for s in p.states),
+            *p.title,
+            *p.title_names,
         ]
-        for token in tokens:
-            if token not in ids:
-                ids[token] = len(ids)
-        if len(ids) > len(self.values):
-            grown = np.zeros((2 * len(ids), self.COLUMNS))
-            grown[: len(self.values)] = self.values
-            self.values = grown
-        return array("i", map(ids.__getitem__, tokens)).tobytes()
+        known = list(map(self.ids.get, tokens))
+        ids = (
+            [self._id(t) if i is None else i for i, t in zip(known, tokens, strict=True)]
+            if None in known
+            else cast(list[int], known)
+        )
+        bag = len(ids) - len(p.title) - len(p.title_names)
+        assert slot == len(self.start), "slots are added in order"
+        self.start.append(len(self.flat))
+        self.sizes.extend(
+            (bag, len(p.title), len(p.title_names), len(p.years), len(p.states), len(p.doc))
+        )
+        self.flat.extend(ids)
+        self.parts.frombytes(
+            b"%c" % _BAG * bag
+            + b"%c" % _TITLE * len(p.title)
+            + b"%c" % _TITLE_NAMES * len(p.title_names)
+        )
+        if self._vocabulary is None:
+            df = self.df
+            for i in ids[: len(p.doc)]:
+                df[i] += 1
 
-    def load(self, bound: ScoreBound, numbers: Collection[str]) -> None:
-        ids = self.ids
-        rows: list[int] = []
-        values: list[tuple[float, float, float, float, float]] = []
-        for token, doc, title, name in bound.columns():
-            i = ids.get(token)
-            if i is not None:
-                rows.append(i)
-                values.append((doc, title, name, 0.0, 0.0))
-        for n in bound.rare_names:
-            i = ids.get(_NAME + n)
-            if i is not None:
-                rows.append(i)
-                values.append((0.0, 0.0, 0.0, 1.0, 0.0))
-        for n in numbers:
-            i = ids.get(_NUMBER + n)
-            if i is not None:
-                rows.append(i)
-                values.append((0.0, 0.0, 0.0, 0.0, 1.0))
-        if rows:  # every id once: words, names and numbers have ids of their own
-            self.values[rows] = values
-            self._loaded = rows
+    def remove(self, slot: int) -> None:
+        if self._vocabulary is None:
+            start, df = self.start[slot], self.df
+            for i in self.flat[start : start + self.sizes[slot * _SIZES + _WORDS]]:
+                df[i] -= 1
 
-    def sums(self, bags: list[bytes]) -> np.ndarray | None:
-        """Per bag, the column sums of the loaded values over its ids; None if a bag is
-        empty (`np.add.reduceat` cannot express an empty segment)."""
-        lengths = np.fromiter(map(len, bags), np.int64, len(bags)) // _BAG_ID.itemsize
-        if not lengths.all():
-            return None
-        starts = np.zeros(len(bags), np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        ids = np.frombuffer(b"".join(bags), _BAG_ID).astype(np.intp)
-        result: np.ndarray = np.add.reduceat(np.take(self.values, ids, axis=0), starts, axis=0)
-        return result
+    def local(self) -> npt.NDArray[np.int64]:
+        """An array with an entry per id, every one -1: a caller sets the ones it needs and
+        sets them back to -1 (so no batch fills an array the size of the vocabulary)."""
+        if len(self._local) < len(self.ids):
+            self._local = np.full(max(len(self.ids), 2 * len(self._local)), -1, np.int64)
+        return self._local
 
-    def clear(self) -> None:
-        if self._loaded:
-            self.values[self._loaded] = 0.0
-            self._loaded = []
+    def gather(
+        self, slots: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.intp], npt.NDArray[np.int8]]:
+        """Every id kept for each of `slots` (its bag, headline words and headline names);
+        for each id, the position of its slot in `slots`, and its part (_BAG, _TITLE or
+        _TITLE_NAMES)."""
+        sizes = _take(self.sizes, np.dtype(np.int64), slots, _SIZES)
+        lengths = sizes[:, _BAG] + sizes[:, _TITLE] + sizes[:, _TITLE_NAMES]
+        owner = np.repeat(np.arange(len(slots)), lengths)
+        # each id's place in `flat`: its slot's start, plus how far into the slot it is
+        starts = _take(self.start, np.dtype(np.int64), slots)
+        into = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        into += np.arange(len(into))
+        return _take(self.flat, _BAG_ID, into), owner, _take(self.parts, np.dtype(np.int8), into)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +254,7 @@ class StoryIndex:
         # The idf of each token looked up since the window last changed (any add or remove
         # changes the number of items, so every idf; a vocabulary's never changes).
         self._weights = _Weights(self.idf)
-        # ScoreBound needs every idf above 0: always so over the window (df <= items), and
+        # upper_bounds needs every idf above 0: always so over the window (df <= items), and
         # so over a vocabulary whose frequencies stay below its document count + PRIOR_DOCS.
         self._bounded = vocabulary is None or max(vocabulary[1].values(), default=0) < (
             vocabulary[0] + PRIOR_DOCS + 1
@@ -217,7 +275,7 @@ class StoryIndex:
         # (when, n, key), a heap: items may arrive out of time order (a late feed).
         self._order: list[tuple[datetime, int, Hashable]] = []
         self._seq = itertools.count()
-        self._bags = _Bags()
+        self._bags = _Bags(None if vocabulary is None else vocabulary[1])
         self.comparisons = 0
 
     def __len__(self) -> int:
@@ -253,7 +311,8 @@ class StoryIndex:
             self._weights.clear()
         packed = pack_features(features)
         slot = next(self._seq)
-        self._entries[key] = _Entry(packed, story, when, vector, self._bags.bag(packed), slot)
+        self._entries[key] = _Entry(packed, story, when, vector, slot)
+        self._bags.add(slot, packed)
         self._slot_keys.append(key)
         if slot >= len(self._alive):
             self._alive = np.concatenate((self._alive, np.zeros_like(self._alive)))
@@ -277,6 +336,7 @@ class StoryIndex:
             self._weights.clear()
         self._alive[entry.slot] = False
         self._slot_keys[entry.slot] = None
+        self._bags.remove(entry.slot)
         for token in set(_keys(entry.features)):
             self._df[token] -= 1
             if self._df[token] <= 0:
@@ -309,6 +369,18 @@ class StoryIndex:
     def candidates_many(self, batch: Sequence[Features]) -> list[list[Hashable]]:
         """`candidates` of each item of `batch`, in one numpy pass over all their postings
         (issue 8: a source's new items are matched against the same window)."""
+        owner, slots = self._candidate_slots(batch)
+        found: list[list[Hashable]] = [[] for _ in batch]
+        keys = self._slot_keys
+        for n, slot in zip(owner.tolist(), slots.tolist(), strict=True):
+            found[n].append(keys[slot])
+        return found
+
+    def _candidate_slots(
+        self, batch: Sequence[Features]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The candidates of every item of `batch` as (its item's position, its slot) pairs,
+        by item, each item's in the order `candidates` gives them."""
         df, postings, weights = self._df, self._postings, self._weights
         lists: list[array[int]] = []
         probe_weights: list[float] = []
@@ -322,9 +394,9 @@ class StoryIndex:
             lists += mine
             probe_weights += [weights[t] for t in probes]
             per_item.append(sum(map(len, mine)))
-        found: list[list[Hashable]] = [[] for _ in batch]
+        none = np.zeros(0, np.int64)
         if not lists:
-            return found
+            return none, none
         # Every posting of every probe, in probe order, with its probe's weight and item.
         slots = np.frombuffer(b"".join(lists), np.int64)
         weight = np.repeat(np.array(probe_weights), list(map(len, lists)))
@@ -333,7 +405,7 @@ class StoryIndex:
         if not alive.all():
             slots, weight, item = slots[alive], weight[alive], item[alive]
         if not len(slots):
-            return found
+            return none, none
         # Per (item, indexed item): the weight summed in the order found (as a loop over the
         # lists would add it up: the same float), and where it was first found.
         stride = len(self._slot_keys)
@@ -347,10 +419,7 @@ class StoryIndex:
         owner = owner[order]
         rank = np.arange(len(order)) - np.searchsorted(owner, owner)
         kept = pairs[order[rank < self.max_candidates]]
-        keys = self._slot_keys
-        for n, slot in zip((kept // stride).tolist(), (kept % stride).tolist(), strict=True):
-            found[n].append(keys[slot])
-        return found
+        return kept // stride, kept % stride
 
     def match(
         self,
@@ -365,52 +434,67 @@ class StoryIndex:
         `threshold`; stories in `exclude` (an editor's split) are never chosen. With a
         `vector`, a candidate below the lexical threshold may still match through the
         semantic signal, if verified (see `_semantic.verified`); lexical matches win."""
-        return self._match(
-            features, self.candidates(features), threshold, exclude, vector, semantic_threshold
-        )
+        return self.match_many(
+            [(features, vector)], threshold, exclude=exclude, semantic_threshold=semantic_threshold
+        )[0]
 
     def match_many(
         self,
         batch: Sequence[tuple[Features, Vector | None]],
         threshold: float,
         *,
+        exclude: Collection[Hashable] = (),
         semantic_threshold: float = 1.0,
     ) -> list[Match | None]:
         """`match` for each (features, vector) of `batch` against the index as it is
-        (nothing is added between them), the candidates found in one pass."""
-        found = self.candidates_many([features for features, _ in batch])
-        return [
-            self._match(features, candidates, threshold, (), vector, semantic_threshold)
-            for (features, vector), candidates in zip(batch, found, strict=True)
-        ]
+        (nothing is added between them): the candidates found and bounded in one pass."""
+        features = [f for f, _ in batch]
+        owner, slots = self._candidate_slots(features)
+        if exclude and len(slots):
+            keys, entries = self._slot_keys, self._entries
+            kept = np.array([entries[keys[s]].story not in exclude for s in slots.tolist()], bool)
+            owner, slots = owner[kept], slots[kept]
+        self.comparisons += len(slots)
+        bounds: npt.NDArray[np.float64] | None = None
+        if self._bounded and len(slots):
+            bounds = upper_bounds(*self._columns(features, owner, slots))
+            # out at once, the candidates that cannot reach the lowest floor any of them will
+            # face: the threshold, or the semantic signal's floor for an item with a vector
+            lowest = np.array(
+                [threshold if v is None else min(threshold, VERIFY_FLOOR) for _, v in batch]
+            )
+            kept = bounds >= lowest[owner] - SLACK
+            owner, slots, bounds = owner[kept], slots[kept], bounds[kept]
+        ends = np.searchsorted(owner, np.arange(len(batch)), side="right").tolist()
+        found: list[Match | None] = []
+        begin = 0
+        for (item, vector), end in zip(batch, ends, strict=True):
+            mine = slots[begin:end].tolist()
+            limits = bounds[begin:end].tolist() if bounds is not None else None
+            found.append(self._decide(item, mine, limits, threshold, vector, semantic_threshold))
+            begin = end
+        return found
 
-    def _match(
+    def _decide(
         self,
         features: Features,
-        candidates: list[Hashable],
+        slots: list[int],
+        bounds: list[float] | None,
         threshold: float,
-        exclude: Collection[Hashable],
         vector: Vector | None,
         semantic_threshold: float,
     ) -> Match | None:
+        """The match among one item's candidates (`slots`, in order), scoring in full only
+        those whose bound could change the outcome."""
         best: Match | None = None
         semantic: Match | None = None
-        weights = self._weights
-        idf = weights.__getitem__
-        bound = ScoreBound(features, weights) if self._bounded else None
-        entries = self._entries
-        if exclude:
-            candidates = [k for k in candidates if entries[k].story not in exclude]
-        self.comparisons += len(candidates)
-        if bound is not None and len(candidates) >= MANY_CANDIDATES:
-            # One numpy pass first (issue 8): out go the candidates that cannot reach the
-            # lowest floor any of them will face (the threshold, or the semantic floor).
-            lowest = min(threshold, VERIFY_FLOOR) if vector is not None else threshold
-            candidates = self._may_reach(bound, features, candidates, lowest)
-        for key in candidates:
+        idf = self._weights.__getitem__
+        entries, keys = self._entries, self._slot_keys
+        for n, slot in enumerate(slots):
+            key = keys[slot]
             entry = entries[key]
             semantic_open = best is None and vector is not None and entry.vector is not None
-            if bound is not None:
+            if bounds is not None:
                 # The score this candidate must reach to change anything: beat the best
                 # match, else reach the threshold, or the semantic floor if it may count.
                 if best is not None:
@@ -419,7 +503,7 @@ class StoryIndex:
                     floor = min(threshold, VERIFY_FLOOR)
                 else:
                     floor = threshold
-                if not bound.reaches(entry.features, floor):
+                if bounds[n] < floor - SLACK:
                     continue
             pair = score_pair(features, unpack_features(entry.features), idf)
             if pair.score >= threshold:
@@ -434,19 +518,127 @@ class StoryIndex:
                     semantic = Match(story=entry.story, item=key, pair=pair, cosine=cos)
         return best or semantic
 
-    def _may_reach(
-        self, bound: ScoreBound, features: Features, keys: list[Hashable], floor: float
-    ) -> list[Hashable]:
-        """`keys` less those `bound.reaches_many` rules out, in the same order."""
-        bags = self._bags
-        bags.load(bound, features.numbers)
-        try:
-            sums = bags.sums([self._entries[k].bag for k in keys])
-        finally:
-            bags.clear()
-        if sums is None:
-            return keys
-        return list(itertools.compress(keys, bound.reaches_many(sums, floor).tolist()))
+    def _columns(
+        self, batch: Sequence[Features], owner: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """`upper_bounds`' two arguments for the pairs (batch[owner[n]], slots[n]): the
+        PAIR_COLUMNS of each pair and the A_COLUMNS of its new item (see `_score`).
+
+        A's side is a table with a row per (item, word id) of the batch, sorted by that key;
+        each candidate's ids are looked up in it (`np.searchsorted`) and the rows found are
+        summed per pair. Weights are the idf of `idf`, computed with numpy."""
+        bags, ids = self._bags, self._bags.ids
+        if self._vocabulary is not None:
+            docs, df = self._vocabulary[0], self._vocabulary[1]
+        else:
+            docs, df = len(self._entries), self._df
+        top = docs + PRIOR_DOCS + 2
+
+        # A's side: per item, its tokens by column (in the order of `order`), and the words
+        # of those whose value is a weight (a name's weight is its word's).
+        order = np.array(
+            [SHARED, SHARED_TITLE, TITLE_NAMES_FOUND, RARE_NAMES, NUMBERS, YEARS, STATES]
+        )
+        tokens: list[str] = []
+        weighed: list[str] = []
+        counts = np.zeros((len(batch), len(order)), np.int64)
+        for n, a in enumerate(batch):
+            title_names = a.title & a.names
+            tokens += a.doc
+            tokens += a.title
+            tokens += title_names
+            tokens += [_NAME + m for m in a.names]  # rare or not: decided below, by weight
+            tokens += [_NUMBER + m for m in a.numbers]
+            tokens += [_YEAR + y for y in a.years]
+            tokens += [_STATE + s for s in a.states]
+            weighed += a.doc
+            weighed += a.title
+            weighed += a.names
+            counts[n] = (
+                len(a.doc),
+                len(a.title),
+                len(title_names),
+                len(a.names),
+                len(a.numbers),
+                len(a.years),
+                len(a.states),
+            )
+        consts = np.zeros((len(batch), A_COLUMNS))
+        consts[:, A_TITLE_NAMES] = counts[:, 2]
+        consts[:, A_YEARS] = counts[:, 5]
+        consts[:, A_STATES] = counts[:, 6]
+        item = np.repeat(np.arange(len(batch)), counts.sum(axis=1))
+        column = np.repeat(np.tile(order, len(batch)), counts.ravel())
+        # every weight, even of a word the window lacks (so a's whole text is weighed)
+        value = np.ones(len(tokens))
+        weights = (column == SHARED) | (column == SHARED_TITLE) | (column == RARE_NAMES)
+        found_df = np.fromiter(map(df.get, weighed, repeat(0)), np.float64, len(weighed))
+        value[weights] = np.log(top / (found_df + 1))
+        words = column == SHARED
+        consts[:, A_DOC] = np.bincount(item[words], value[words], len(batch))
+        heads = column == SHARED_TITLE
+        consts[:, A_TITLE] = np.bincount(item[heads], value[heads], len(batch))
+        # a name counts only if rare (a margin of SLACK: a bound may count one too many)
+        names = column == RARE_NAMES
+        value[names] = value[names] >= RARE_IDF - SLACK
+        token_ids = np.fromiter(map(ids.get, tokens, repeat(-1)), np.int64, len(tokens))
+        known = (token_ids >= 0) & (value != 0)
+        # a's side, a row per (item, id) (ids numbered 0..n-1 in `local`), found by `row`
+        a_ids, local_id = np.unique(token_ids[known], return_inverse=True)
+        block = len(a_ids) + 1  # an item's ids, and one more that is never a row
+        keys, where = np.unique(item[known] * block + local_id, return_inverse=True)
+        row = np.full(len(batch) * block, -1, np.int64)
+        row[keys] = np.arange(len(keys))
+        # each row's values: its weight in a's text and headline, whether it is one of the
+        # headline's names, and which count it adds to if it is a name, number, year or state
+        column, value = column[known], value[known]
+        of = (where[column == c] for c in (SHARED, SHARED_TITLE, TITLE_NAMES_FOUND))
+        in_text, in_head, head_name = (
+            np.bincount(w, value[column == c], len(keys))
+            for w, c in zip(of, (SHARED, SHARED_TITLE, TITLE_NAMES_FOUND), strict=True)
+        )
+        kind = np.zeros(len(keys), np.int64)
+        counted = column >= RARE_NAMES
+        kind[where[counted]] = column[counted]
+
+        # Every id of every candidate, and a's row for it where a has one: `local` maps an
+        # id a lacks to -1, the slot before its item's block, which is never a row (for the
+        # first item, -1 is the last item's last slot).
+        local = bags.local()
+        local[a_ids] = np.arange(len(a_ids))
+        found, pair, part = bags.gather(slots)
+        at = row[(owner * block)[pair] + local[found]]
+        local[a_ids] = -1  # as `bags.local()` hands it out
+        pairs = np.zeros((len(slots), PAIR_COLUMNS))
+        # b's headline weight, from the window's document frequencies
+        heads = part == _TITLE
+        b_weight = np.log(top / (_take(bags.df, np.dtype(np.int64), found[heads]) + 1.0))
+        pairs[:, B_TITLE] = np.bincount(pair[heads], b_weight, len(slots))
+        hit = np.flatnonzero(at >= 0)
+        at, pair, part = at[hit], pair[hit], part[hit]
+        # over b's bag: a's words, headline words and headline names found, and the counts
+        bag = part == _BAG
+        mine, rows_of = pair[bag], at[bag]
+        pairs[:, SHARED] = np.bincount(mine, in_text[rows_of], len(slots))
+        pairs[:, SHARED_TITLE] = np.bincount(mine, in_head[rows_of], len(slots))
+        pairs[:, TITLE_NAMES_FOUND] = np.bincount(mine, head_name[rows_of], len(slots))
+        counts = np.bincount(
+            mine * PAIR_COLUMNS + kind[rows_of], minlength=len(slots) * PAIR_COLUMNS
+        )
+        counts = counts.reshape(len(slots), PAIR_COLUMNS)
+        for c in (RARE_NAMES, NUMBERS, YEARS, STATES):
+            pairs[:, c] = counts[:, c]
+        # b's headline words in a's text, and its headline's names
+        heads = part == _TITLE
+        pairs[:, B_TITLE_SHARED] = np.bincount(pair[heads], in_text[at[heads]], len(slots))
+        names = part == _TITLE_NAMES
+        found_names = (in_text[at[names]] > 0).astype(np.float64)
+        pairs[:, B_TITLE_NAMES_FOUND] = np.bincount(pair[names], found_names, len(slots))
+        sizes = _take(bags.sizes, np.dtype(np.int64), slots, _SIZES)
+        pairs[:, B_TITLE_NAMES] = sizes[:, _TITLE_NAMES]
+        pairs[:, B_YEARS] = sizes[:, _YEARS]
+        pairs[:, B_STATES] = sizes[:, _STATES]
+        return pairs, consts[owner]
 
     def score(self, features: Features, key: Hashable) -> PairScore | None:
         """The pair score against one indexed item (for explaining an editor's merge)."""

@@ -360,7 +360,7 @@ class Packed:
     """Features as the window index keeps them (issue 8, memory): tuples of interned words
     instead of frozensets. A 30-word frozenset takes 2.2 KB and a tuple 0.3 KB, and every
     item's copy of a word becomes one shared string: about a fifth of the memory per item.
-    `title_names` (the headline's names) is kept for ScoreBound."""
+    `title_names` (the headline's names) is kept for the window index's bound."""
 
     title: tuple[str, ...]
     doc: tuple[str, ...]
