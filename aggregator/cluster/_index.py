@@ -50,6 +50,7 @@ from aggregator.cluster._score import (
     A_TITLE,
     A_TITLE_NAMES,
     A_YEARS,
+    B_DOC,
     B_STATES,
     B_TITLE,
     B_TITLE_NAMES,
@@ -88,6 +89,9 @@ _BAG_ID = np.dtype(f"i{array('i').itemsize}")
 # first in it, then its names, numbers, years and states).
 _BAG, _TITLE, _TITLE_NAMES, _YEARS, _STATES, _WORDS = range(6)
 _SIZES = 6
+# Each kept id's part, as `_Bags.gather` tells it: _BAG (the bag's words), _TITLE,
+# _TITLE_NAMES, or this (the bag's names, numbers, years and states).
+_BAG_OTHERS = 3
 
 
 @dataclass(slots=True)
@@ -162,7 +166,8 @@ class _Bags:
         )
         self.flat.extend(ids)
         self.parts.frombytes(
-            b"%c" % _BAG * bag
+            b"%c" % _BAG * len(p.doc)
+            + b"%c" % _BAG_OTHERS * (bag - len(p.doc))
             + b"%c" % _TITLE * len(p.title)
             + b"%c" % _TITLE_NAMES * len(p.title_names)
         )
@@ -188,8 +193,8 @@ class _Bags:
         self, slots: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.intp], npt.NDArray[np.int8]]:
         """Every id kept for each of `slots` (its bag, headline words and headline names);
-        for each id, the position of its slot in `slots`, and its part (_BAG, _TITLE or
-        _TITLE_NAMES)."""
+        for each id, the position of its slot in `slots`, and its part (_BAG for a word of
+        the bag, _BAG_OTHERS, _TITLE or _TITLE_NAMES)."""
         sizes = _take(self.sizes, np.dtype(np.int64), slots, _SIZES)
         lengths = sizes[:, _BAG] + sizes[:, _TITLE] + sizes[:, _TITLE_NAMES]
         owner = np.repeat(np.arange(len(slots)), lengths)
@@ -486,6 +491,8 @@ class StoryIndex:
     ) -> Match | None:
         """The match among one item's candidates (`slots`, in order), scoring in full only
         those whose bound could change the outcome."""
+        if bounds is not None and vector is None:
+            return self._best_first(features, slots, bounds, threshold)
         best: Match | None = None
         semantic: Match | None = None
         idf = self._weights.__getitem__
@@ -517,6 +524,29 @@ class StoryIndex:
                 ):
                     semantic = Match(story=entry.story, item=key, pair=pair, cosine=cos)
         return best or semantic
+
+    def _best_first(
+        self, features: Features, slots: list[int], bounds: list[float], threshold: float
+    ) -> Match | None:
+        """`_decide` without the semantic signal: the candidates visited from the highest
+        bound down, so that the best is usually scored first and the rest need not be. The
+        same match as in candidate order: the highest score, the earliest on a tie."""
+        best: Match | None = None
+        first = 0  # the best's place among the candidates
+        idf = self._weights.__getitem__
+        for n in sorted(range(len(slots)), key=bounds.__getitem__, reverse=True):
+            if bounds[n] < (threshold if best is None else best.pair.score) - SLACK:
+                break  # neither this one nor any after it can reach the floor
+            key = self._slot_keys[slots[n]]
+            entry = self._entries[key]
+            pair = score_pair(features, unpack_features(entry.features), idf)
+            if pair.score >= threshold and (
+                best is None
+                or pair.score > best.pair.score
+                or (pair.score == best.pair.score and n < first)
+            ):
+                best, first = Match(story=entry.story, item=key, pair=pair), n
+        return best
 
     def _columns(
         self, batch: Sequence[Features], owner: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]
@@ -610,14 +640,16 @@ class StoryIndex:
         at = row[(owner * block)[pair] + local[found]]
         local[a_ids] = -1  # as `bags.local()` hands it out
         pairs = np.zeros((len(slots), PAIR_COLUMNS))
-        # b's headline weight, from the window's document frequencies
-        heads = part == _TITLE
-        b_weight = np.log(top / (_take(bags.df, np.dtype(np.int64), found[heads]) + 1.0))
-        pairs[:, B_TITLE] = np.bincount(pair[heads], b_weight, len(slots))
+        # the weight of b's text and headline, from the window's document frequencies
+        b_words = part <= _TITLE
+        b_weight = np.log(top / (_take(bags.df, np.dtype(np.int64), found[b_words]) + 1.0))
+        both = np.bincount(pair[b_words] * 2 + part[b_words], b_weight, 2 * len(slots))
+        pairs[:, B_DOC] = both[_BAG::2]
+        pairs[:, B_TITLE] = both[_TITLE::2]
         hit = np.flatnonzero(at >= 0)
         at, pair, part = at[hit], pair[hit], part[hit]
         # over b's bag: a's words, headline words and headline names found, and the counts
-        bag = part == _BAG
+        bag = (part == _BAG) | (part == _BAG_OTHERS)
         mine, rows_of = pair[bag], at[bag]
         pairs[:, SHARED] = np.bincount(mine, in_text[rows_of], len(slots))
         pairs[:, SHARED_TITLE] = np.bincount(mine, in_head[rows_of], len(slots))

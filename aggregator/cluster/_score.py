@@ -17,15 +17,14 @@ The score is lexical and idf-weighted (rare words count, common ones barely):
 Weights and the threshold were chosen on the dev split of tests/data/clusters (see
 docs/clustering.md).
 
-`upper_bounds` is the cheap half of the same formula, for the window index (issue 8): from
-per-pair sums the index gathers with numpy for all of a source's new items and their
-candidates at once (the PAIR_COLUMNS below), one array operation gives each pair an upper
-bound of its score (never below it but for rounding, see SLACK): the exact bonuses,
-penalties and title term, and the overlap bounded by a's side, without the weight of b's whole
-text, without sorting and without building the evidence. A candidate whose bound cannot
-change the outcome is not scored at all; every pair that is scored gets exactly
-`score_pair`'s score, so every decision stays the same. Keep the two in step
-(tests/test_cluster.py checks the bound over every pair of the dev set).
+`upper_bounds` is the same formula for many pairs at once, for the window index (issue 8):
+from per-pair sums the index gathers with numpy for all of a source's new items and their
+candidates (the PAIR_COLUMNS below), one array operation gives each pair its score without
+sorting and without the evidence, never below the exact score but for rounding (see SLACK).
+The index scores in full (`score_pair`) only the pairs whose bound could change the outcome,
+best first, so every pair that counts gets exactly `score_pair`'s score and every decision
+stays the same. Keep the two in step (tests/test_cluster.py checks the bound over every pair
+of the dev set).
 
 Imports only the cluster stage's own modules and numpy.
 """
@@ -163,7 +162,8 @@ B_TITLE_NAMES = 9  # how many names b's headline has: b.title & b.names
 B_TITLE_NAMES_FOUND = 10  # how many of them a's text has: b.title & b.names & a.doc
 B_YEARS = 11  # how many years b gives
 B_STATES = 12  # how many states b names
-PAIR_COLUMNS = 13
+B_DOC = 13  # the weight of b's text
+PAIR_COLUMNS = 14
 # ... and per a: the weight of its text and of its headline, its headline names counted, and
 # whether it gives years and names states.
 A_DOC, A_TITLE, A_TITLE_NAMES, A_YEARS, A_STATES = range(5)
@@ -173,26 +173,29 @@ A_COLUMNS = 5
 def upper_bounds(
     pairs: npt.NDArray[np.float64], a: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """For many pairs (a, b) at once, a bound never below `score_pair(a, b).score` (but for
-    rounding: compare with `floor - SLACK`). `pairs` has the PAIR_COLUMNS above, a row per
-    pair; `a`, a row per pair, a's A_COLUMNS. Weights are idf, every one above 0.
-
-    The bonuses and penalties are exact, and so is the title term: the smaller of a's side
-    (its headline's weight found in b's text) and b's side, or, without two headlines, the
-    text's. Only the overlap is bounded, by a's side: shared weight / a's weight (the union
-    of both texts weighs at least as much as a's)."""
-    doc, title_w = a[:, A_DOC], a[:, A_TITLE]
+    """For many pairs (a, b) at once, `score_pair(a, b).score` as numpy computes it: the same
+    terms from the same weights, summed in another order (compare with `floor - SLACK`).
+    `pairs` has the PAIR_COLUMNS above, a row per pair; `a`, a row per pair, a's A_COLUMNS.
+    Weights are idf, every one above 0. Never below the exact score but for rounding (a
+    name's rarity is decided with a margin of SLACK, the one place it may count more)."""
+    doc, title_w, b_doc = a[:, A_DOC], a[:, A_TITLE], pairs[:, B_DOC]
+    shared = pairs[:, SHARED]
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(doc > 0, pairs[:, SHARED] / doc, 0.0)
+        union = doc + b_doc - shared
+        overlap = np.where(union > 0, shared / union, 0.0)
         titled = (title_w > 0) & (pairs[:, B_TITLE] > 0)
+        # an item without a headline: its text stands in, both ways
+        text = np.minimum(
+            np.where(doc > 0, shared / doc, 0.0), np.where(b_doc > 0, shared / b_doc, 0.0)
+        )
         title = np.where(
             titled,
             np.minimum(
                 pairs[:, SHARED_TITLE] / title_w, pairs[:, B_TITLE_SHARED] / pairs[:, B_TITLE]
             ),
-            share,
+            text,
         )
-    score = W_TITLE * title + W_OVERLAP * share
+    score = W_TITLE * title + W_OVERLAP * overlap
     score += np.minimum(NAME_BONUS_MAX, NAME_BONUS * pairs[:, RARE_NAMES])
     score += np.minimum(NUMBER_BONUS_MAX, NUMBER_BONUS * pairs[:, NUMBERS])
     score -= YEAR_PENALTY * ((a[:, A_YEARS] > 0) & (pairs[:, B_YEARS] > 0) & (pairs[:, YEARS] == 0))
