@@ -120,6 +120,41 @@ def test_one_bad_source_never_stops_the_others(tmp_path, http_server, storage):
     assert {i.item.source_id for i in storage.get_items()} == {"good"}
 
 
+def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, storage):
+    """Issue 8: the collector's youngest threshold is raised while sources are updated (a
+    first cycle allocates millions of objects that stay), and put back afterwards, also
+    when a source fails."""
+    import gc
+
+    from aggregator.pipeline import _update
+
+    http_server.routes["/ok.xml"] = static(
+        rss(("g", "https://news.example.org/1", "Police training story"))
+    )
+    config = make_config(tmp_path, http_server, [src("ok", "/ok.xml"), src("bad", "/missing")])
+    during: list[int] = []
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
+    try:
+
+        async def go():
+            async with pipeline.open_client(config) as client:
+                return await pipeline.update_sources(
+                    config,
+                    storage,
+                    client,
+                    NOW,
+                    progress=lambda _: during.append(gc.get_threshold()[0]),
+                )
+
+        results = asyncio.run(go())
+        assert gc.get_threshold() == (700, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+    assert sorted(r.ok for r in results) == [False, True]
+    assert during == [_update.GC_GEN0_THRESHOLD] * 2
+
+
 def test_stores_run_in_turn_off_the_event_loop(tmp_path, http_server, storage, monkeypatch):
     """Issue 8: each source is stored on the store's own thread, one at a time, while the
     event loop runs on: a store that waits for the loop to run a coroutine would deadlock if
