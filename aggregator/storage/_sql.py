@@ -6,6 +6,7 @@ Imports only `types`, `exceptions` and the schema.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator.exceptions import StorageError
 from aggregator.storage._corrections import CorrectionMethods  # issue 5
+from aggregator.storage._fast import FastSql  # issue 8
 from aggregator.storage._schema import (
     LATEST,
     deliveries,
@@ -138,18 +140,19 @@ def _state_values(state: SourceState) -> dict[str, Any]:
 
 
 class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides: issue 4
-    """The writes of one source's update, inside one database transaction."""
+    """The writes of one source's update, inside one database transaction.
 
-    def __init__(self, conn: Connection) -> None:
+    The statements of every source's store (issue 8, speed) go through `_fast` (the DBAPI
+    cursor, SQL written once per dialect); the rarer ones through SQLAlchemy Core.
+    """
+
+    def __init__(self, conn: Connection, fast: FastSql) -> None:
         self._conn = conn
+        self._fast = fast
 
     @_wrap("looking up stored items")
     def get_item_ids(self, source_id: str, guids: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in _chunks(list(set(guids))):
-            rows = self._conn.execute(_ITEM_IDS, {"b_source": source_id, "b_guids": chunk})
-            found.update({r.guid: r.id for r in rows})
-        return found
+        return self._fast.get_item_ids(self._conn, source_id, guids)
 
     @_wrap("looking up stories")
     def get_story_ids(self, keys: Sequence[str]) -> dict[str, int]:
@@ -161,17 +164,13 @@ class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides:
             if k.startswith("title:"):
                 source_id, _, key = k[6:].partition(":")
                 titles.setdefault(source_id, []).append(key)
-        for chunk in _chunks(urls):
-            rows = self._conn.execute(_STORIES_BY_URL, {"b_urls": chunk})
-            for r in rows:
-                found.setdefault(f"url:{r.url}", r.story_id)
+        # oldest item first: a key's story is that of its first item
+        for url, story_id in self._fast.get_story_ids_by_url(self._conn, urls):
+            found.setdefault(f"url:{url}", story_id)
         for source_id, keys_ in titles.items():
-            for chunk in _chunks(keys_):
-                rows = self._conn.execute(
-                    _STORIES_BY_TITLE, {"b_source": source_id, "b_keys": chunk}
-                )
-                for r in rows:
-                    found.setdefault(f"title:{source_id}:{r.title_key}", r.story_id)
+            rows = self._fast.get_story_ids_by_title(self._conn, source_id, keys_)
+            for title_key, story_id in rows:
+                found.setdefault(f"title:{source_id}:{title_key}", story_id)
         return found
 
     @_wrap("adding a story")
@@ -192,15 +191,8 @@ class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides:
 
     @_wrap("adding stories")
     def add_stories(self, first_seen: datetime, count: int) -> list[int]:
-        """`count` new stories in one executemany; their ids in order."""
-        if count <= 0:
-            return []
-        # The rows are identical, so any order of the returned ids will do; not asking for
-        # parameter order lets SQLAlchemy send one multi-row INSERT ... RETURNING.
-        result = self._conn.execute(
-            stories.insert().returning(stories.c.id), [{"first_seen": first_seen}] * count
-        )
-        return sorted(int(r[0]) for r in result)
+        """`count` new stories in one INSERT ... RETURNING; their ids in order."""
+        return self._fast.add_stories(self._conn, first_seen, count) if count > 0 else []
 
     @_wrap("adding items")
     def add_items(self, rows: Sequence[tuple[Item, int, Placement]], first_seen: datetime) -> None:
@@ -208,9 +200,7 @@ class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides:
         # Not INSERT ... RETURNING: measured on SQLite, the multi-row INSERT it becomes costs
         # more than this executemany and a later get_item_ids together.
         if rows:
-            self._conn.execute(
-                items.insert(), [_item_values(i, s, p, first_seen) for i, s, p in rows]
-            )
+            self._fast.add_items(self._conn, rows, first_seen)
 
     @_wrap("saving source states")
     def set_source_states(self, states: Sequence[SourceState]) -> None:
@@ -233,12 +223,11 @@ class SqlTransaction(StoryTransactionMethods):  # story links, moves, overrides:
 
     @_wrap("marking items as seen")
     def touch_items(self, ids: Sequence[int], now: datetime) -> None:
-        for chunk in _chunks(list(ids)):
-            self._conn.execute(_TOUCH_ITEMS, {"b_ids": chunk, "b_now": now})
+        self._fast.touch_items(self._conn, ids, now)
 
     @_wrap("saving a source's state")
     def set_source_state(self, state: SourceState) -> None:
-        _upsert_state(self._conn, state)
+        self._fast.set_source_state(self._conn, {"id": state.source_id, **_state_values(state)})
 
 
 def _item_values(
@@ -284,40 +273,9 @@ def _inserted_id(result: Any) -> int:
     return int(key[0])
 
 
-def _upsert_state(conn: Connection, state: SourceState) -> None:
-    values = _state_values(state)
-    # One statement object for every call (issue 8): SQLAlchemy compiles it once.
-    changed = conn.execute(_UPDATE_STATE, {"b_id": state.source_id, **values})
-    if changed.rowcount == 0:
-        conn.execute(sources.insert(), {"id": state.source_id, **values})
-
-
 _STATE_COLUMNS = tuple(_state_values(SourceState(source_id="")))
-# The statements of a source's transaction, built once: SQLAlchemy then finds each in its
-# compiled cache without building a new statement and its cache key on every call (an
-# expanding IN takes its list at execution).
-_ITEM_IDS = select(items.c.guid, items.c.id).where(
-    items.c.source_id == bindparam("b_source"),
-    items.c.guid.in_(bindparam("b_guids", expanding=True)),
-)
-_STORIES_BY_URL = (
-    select(items.c.url, items.c.story_id)
-    .where(items.c.url.in_(bindparam("b_urls", expanding=True)))
-    .order_by(items.c.id)
-)
-_STORIES_BY_TITLE = (
-    select(items.c.title_key, items.c.story_id)
-    .where(
-        items.c.source_id == bindparam("b_source"),
-        items.c.title_key.in_(bindparam("b_keys", expanding=True)),
-    )
-    .order_by(items.c.id)
-)
-_TOUCH_ITEMS = (
-    update(items)
-    .where(items.c.id.in_(bindparam("b_ids", expanding=True)))
-    .values(last_seen=bindparam("b_now", type_=items.c.last_seen.type))
-)
+# Built once: SQLAlchemy then finds it in its compiled cache without building a new statement
+# and its cache key on every call.
 _UPDATE_STATE = (
     update(sources)
     .where(sources.c.id == bindparam("b_id"))
@@ -680,6 +638,11 @@ class SqlStorage(
         self._engine = engine
         self.url = _redact(url)
 
+    @functools.cached_property
+    def _fast(self) -> FastSql:
+        """The hot statements' SQL for this engine's dialect (issue 8), built on first use."""
+        return FastSql(self._engine.dialect)
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -687,7 +650,7 @@ class SqlStorage(
     def transaction(self) -> Iterator[SqlTransaction]:
         try:
             with self._engine.begin() as conn:
-                yield SqlTransaction(conn)
+                yield SqlTransaction(conn, self._fast)
         except SQLAlchemyError as e:  # commit/rollback failures; statement errors are wrapped
             detail = str(getattr(e, "orig", None) or e).splitlines()[0]
             raise StorageError(f"database error while committing: {detail}") from e
@@ -714,7 +677,7 @@ class SqlStorage(
     @_wrap("saving a source's state")
     def set_source_state(self, state: SourceState) -> None:
         with self._engine.begin() as conn:
-            _upsert_state(conn, state)
+            SqlTransaction(conn, self._fast).set_source_state(state)
 
     @_wrap("reading items")
     def get_items(

@@ -2,7 +2,7 @@
 
 Mixed into SqlTransaction (writes inside a source's or an editor's transaction) and
 SqlStorage (reads). Every SQLAlchemy error is wrapped into StorageError here.
-Imports only `types`, `exceptions` and the schema.
+Imports only `types`, `exceptions`, the schema and the storage helpers (`_util`, `_fast`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from aggregator.exceptions import StorageError
+from aggregator.storage._fast import FastSql  # issue 8
 from aggregator.storage._schema import item_vectors, items, stories, story_links, story_overrides
 from aggregator.storage._util import _chunks, _row_to_stored, _wrap
 from aggregator.types import StoredItem, Story, StoryLink, StoryOverride
@@ -38,54 +39,32 @@ def _row_to_override(row: Any) -> StoryOverride:
 
 
 # Built once, as the statements of a source's transaction in `_sql` (SQLAlchemy's compiled
-# cache finds them without building a new statement and cache key on every call).
+# cache finds it without building a new statement and cache key on every call).
 _DELETE_LINKS = story_links.delete().where(
     story_links.c.item_id.in_(bindparam("b_ids", expanding=True))
 )
-_INSERT_LINKS = story_links.insert()
-
-
-def _set_links(conn: Connection, links: Sequence[StoryLink], now: datetime) -> None:
-    ids = [link.item_id for link in links]
-    for chunk in _chunks(ids):
-        conn.execute(_DELETE_LINKS, {"b_ids": chunk})
-    _add_links(conn, links, now)
-
-
-def _add_links(conn: Connection, links: Sequence[StoryLink], now: datetime) -> None:
-    if links:
-        conn.execute(
-            _INSERT_LINKS,
-            [
-                {
-                    "item_id": link.item_id,
-                    "story_id": link.story_id,
-                    "signal": link.signal,
-                    "score": link.score,
-                    "matched_item_id": link.matched_item_id,
-                    "detail": link.detail,
-                    "created": link.created or now,
-                }
-                for link in links
-            ],
-        )
 
 
 class StoryTransactionMethods:
     """Writes of clustering, inside an open transaction (`self._conn`)."""
 
     _conn: Connection
+    _fast: FastSql  # issue 8: the INSERT of a source's new links
 
     @_wrap("recording why items joined their stories")
     def set_story_links(self, links: Sequence[StoryLink], now: datetime) -> None:
         """Record (replace) the link of each item: its story, the signal and the score."""
-        _set_links(self._conn, links, now)
+        for chunk in _chunks([link.item_id for link in links]):
+            self._conn.execute(_DELETE_LINKS, {"b_ids": chunk})
+        if links:
+            self._fast.add_story_links(self._conn, links, now)
 
     @_wrap("recording why items joined their stories")
     def add_story_links(self, links: Sequence[StoryLink], now: datetime) -> None:
         """Record the links of items that have none yet (a source's new items): the INSERT
         of `set_story_links` without its DELETE. An item that has a link is an error."""
-        _add_links(self._conn, links, now)
+        if links:
+            self._fast.add_story_links(self._conn, links, now)
 
     @_wrap("moving items between stories")
     def move_items(self, moves: Mapping[int, int]) -> None:
