@@ -22,7 +22,7 @@ Imports only `types`, the schema and `_util`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -37,7 +37,7 @@ from aggregator.types import Item, Placement, StoryLink
 
 Bind = Callable[[Any], Any]
 
-# The order of each insert's parameter tuple (keep in sync with the comprehensions below).
+# The order of each statement's parameter tuple (keep in sync with the comprehensions below)
 ITEM_COLUMNS = (
     "source_id", "guid", "url", "link", "title", "title_key", "summary_html", "summary_text",
     "published", "published_raw", "author", "first_seen", "last_seen", "story_id", "section",
@@ -48,8 +48,10 @@ STATE_COLUMNS = (
     "etag", "last_modified", "last_attempt", "last_success", "last_status", "failures",
     "error_kind", "error", "next_due", "id",
 )  # fmt: skip
-# What each statement's rows share: converted once per call, not once per row.
-_PER_CALL = frozenset({"first_seen", "last_seen"})
+# The columns whose values add_items / add_story_links convert (the datetimes and floats); a
+# dialect that has a bind processor for any other of their columns is refused (`FastSql`).
+ITEM_BINDS = ("published", "first_seen", "last_seen", "score", "confidence")
+LINK_BINDS = ("score", "created")
 
 
 def _padded(values: list[Any]) -> list[Any]:
@@ -59,37 +61,8 @@ def _padded(values: list[Any]) -> list[Any]:
     return values + values[-1:] * (size - len(values))
 
 
-class _Insert:
-    """An INSERT of some columns for executemany, with their bind conversions."""
-
-    def __init__(self, fast: FastSql, table: Table, names: Sequence[str]) -> None:
-        self.table = table
-        self.sql = fast.insert_sql(table, names)
-        binds = [fast.bind(table, name) for name in names]
-        # the columns a row brings itself; the others the caller converts once (`one`)
-        self._per_row = [(n, b) for n, b in enumerate(binds) if b and names[n] not in _PER_CALL]
-        self._fast = fast
-
-    def one(self, name: str, value: Any) -> Any:
-        """A value every row shares, converted once."""
-        bind = self._fast.bind(self.table, name)
-        return self._fast.converted(self.sql, bind, value) if bind else value
-
-    def rows(self, rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
-        """Each row's own values converted, as SQLAlchemy's bind processors would."""
-        rows = list(rows)
-        if not self._per_row:
-            return rows
-        out: list[Sequence[Any]] = []
-        try:
-            for row in rows:
-                values = list(row)
-                for n, bind in self._per_row:
-                    values[n] = bind(values[n])
-                out.append(values)
-        except Exception as e:  # SQLAlchemy raises a conversion's error as StatementError
-            raise self._fast.error(self.sql, None, e) from e
-        return out
+def _same(value: Any) -> Any:
+    return value
 
 
 class FastSql:
@@ -101,42 +74,57 @@ class FastSql:
             raise StorageError(f"unsupported database driver paramstyle {dialect.paramstyle!r}")
         self._dialect = dialect
         self._mark = marks[dialect.paramstyle]
-        self._quote = dialect.identifier_preparer.quote
+        self._quote = q = dialect.identifier_preparer.quote
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
-        self._binds: dict[tuple[str, str], Bind | None] = {}
         self._texts: dict[tuple[str, int], str] = {}
-        self._items = _Insert(self, items, ITEM_COLUMNS)
-        self._links = _Insert(self, story_links, LINK_COLUMNS)
-        self._state = _Insert(self, sources, STATE_COLUMNS)
-        q = self._quote
+        self._item_sql = self._insert_sql(items, ITEM_COLUMNS)
+        self._link_sql = self._insert_sql(story_links, LINK_COLUMNS)
+        self._state_sql = self._insert_sql(sources, STATE_COLUMNS)
         sets = ", ".join(f"{q(c)} = {self._mark}" for c in STATE_COLUMNS[:-1])
         self._update_state = f"UPDATE {q('sources')} SET {sets} WHERE {q('id')} = {self._mark}"
+        for table, names, converted in (
+            (items, ITEM_COLUMNS, ITEM_BINDS),
+            (story_links, LINK_COLUMNS, LINK_BINDS),
+        ):
+            if missed := [n for n in names if n not in converted and self._processor(table, n)]:
+                raise StorageError(
+                    f"{dialect.name}: no fast path for the bind conversion of {table.name}."
+                    f"{', '.join(missed)}"
+                )
+        self._items = {n: self._bind(items, n, self._item_sql) for n in ITEM_BINDS}
+        self._links = {n: self._bind(story_links, n, self._link_sql) for n in LINK_BINDS}
+        self._state = [self._bind(sources, n, self._state_sql) for n in STATE_COLUMNS]
 
     # --- building blocks ------------------------------------------------------------------
 
-    def bind(self, table: Table, name: str) -> Bind | None:
+    def _processor(self, table: Table, name: str) -> Bind | None:
         """The column's bind processor for this dialect (what SQLAlchemy applies), or None."""
-        key = (table.name, name)
-        if key not in self._binds:
-            type_ = table.c[name].type.dialect_impl(self._dialect)
-            self._binds[key] = type_.bind_processor(self._dialect)
-        return self._binds[key]
+        type_ = table.c[name].type.dialect_impl(self._dialect)
+        return type_.bind_processor(self._dialect)
 
-    def converted(self, sql: str, bind: Bind, value: Any) -> Any:
-        try:
-            return bind(value)
-        except Exception as e:  # as SQLAlchemy: a StatementError
-            raise self.error(sql, None, e) from e
+    def _bind(self, table: Table, name: str, sql: str) -> Bind:
+        """The column's bind conversion, raising as SQLAlchemy does (a StatementError)."""
+        processor = self._processor(table, name)
+        if processor is None:
+            return _same
 
-    def insert_sql(self, table: Table, names: Sequence[str], rows: int = 1) -> str:
-        q = self._quote
-        values = ", ".join([f"({self._marks(len(names))})"] * rows)
-        return f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) VALUES {values}"
+        def bind(value: Any) -> Any:
+            try:
+                return processor(value)
+            except Exception as e:  # e.g. UTCDateTime's ValueError for a naive datetime
+                raise self._error(sql, None, e) from e
 
-    def error(self, sql: str, params: Any, e: Exception) -> BaseException:
+        return bind
+
+    def _error(self, sql: str, params: Any, e: Exception) -> BaseException:
         """`e` as SQLAlchemy raises it from a statement (a driver's error, a conversion's)."""
         err = DBAPIError.instance(sql, params, e, self._dbapi_error, dialect=self._dialect)
         return err if isinstance(err, BaseException) else e
+
+    def _insert_sql(self, table: Table, names: Sequence[str], rows: int = 1) -> str:
+        q = self._quote
+        values = ", ".join([f"({self._marks(len(names))})"] * rows)
+        return f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) VALUES {values}"
 
     def _marks(self, count: int) -> str:
         return ", ".join([self._mark] * count)
@@ -165,7 +153,7 @@ class FastSql:
             # as SQLAlchemy does: a connection the database dropped is not pooled again
             if self._dialect.is_disconnect(cast(Any, e), proxied.dbapi_connection, cursor):
                 conn.invalidate(e)
-            raise self.error(sql, params, e) from e
+            raise self._error(sql, params, e) from e
         finally:
             cursor.close()
 
@@ -228,52 +216,47 @@ class FastSql:
 
     def add_stories(self, conn: Connection, first_seen: datetime, count: int) -> list[int]:
         """`count` new stories (one multi-row INSERT ... RETURNING per chunk); ids sorted."""
-        bind = self.bind(stories, "first_seen")
 
         def build(rows: int) -> str:
-            return f"{self.insert_sql(stories, ['first_seen'], rows)} RETURNING {self._quote('id')}"
+            return (
+                f"{self._insert_sql(stories, ['first_seen'], rows)} RETURNING {self._quote('id')}"
+            )
 
+        seen = self._bind(stories, "first_seen", build(1))(first_seen)
         ids: list[int] = []
         for chunk in _chunks(range(count)):
             sql = self._text("stories", len(chunk), build)
-            seen = self.converted(sql, bind, first_seen) if bind else first_seen
             ids.extend(int(r[0]) for r in self._run(conn, sql, [seen] * len(chunk))[0])
         return sorted(ids)
 
     def add_items(
         self, conn: Connection, rows: Sequence[tuple[Item, int, Placement]], first_seen: datetime
     ) -> None:
-        insert = self._items
-        first, last = insert.one("first_seen", first_seen), insert.one("last_seen", first_seen)
+        b = self._items
+        published, score, confidence = b["published"], b["score"], b["confidence"]
+        first, last = b["first_seen"](first_seen), b["last_seen"](first_seen)
         dumps = json.dumps
-        params = insert.rows(
+        params = [
             (i.source_id, i.guid, i.url, i.link, i.title, i.title_key, i.summary_html,
-             i.summary_text, i.published, i.published_raw, i.author, first, last, story_id,
-             p.section, p.score, dumps(list(p.terms)), dumps([list(s) for s in p.scores]),
-             p.reason, p.confidence)
+             i.summary_text, published(i.published), i.published_raw, i.author, first, last,
+             story_id, p.section, score(p.score), dumps(list(p.terms)),
+             dumps([list(s) for s in p.scores]), p.reason, confidence(p.confidence))
             for i, story_id, p in rows
-        )  # fmt: skip
-        self._run(conn, insert.sql, params, many=True)
+        ]  # fmt: skip
+        self._run(conn, self._item_sql, params, many=True)
 
     def add_story_links(self, conn: Connection, links: Sequence[StoryLink], now: datetime) -> None:
-        insert = self._links
-        params = insert.rows(
-            (
-                k.item_id,
-                k.story_id,
-                k.signal,
-                k.score,
-                k.matched_item_id,
-                k.detail,
-                k.created or now,
-            )
-            for k in links
-        )
-        self._run(conn, insert.sql, params, many=True)
+        score, created = self._links["score"], self._links["created"]
+        default = created(now)  # a link without a time of its own (most are) was made `now`
+        params = [
+            (link.item_id, link.story_id, link.signal, score(link.score), link.matched_item_id,
+             link.detail, default if link.created is None else created(link.created))
+            for link in links
+        ]  # fmt: skip
+        self._run(conn, self._link_sql, params, many=True)
 
     def touch_items(self, conn: Connection, ids: Sequence[int], now: datetime) -> None:
         q = self._quote
-        bind = self.bind(items, "last_seen")
 
         def build(count: int) -> str:
             return (
@@ -281,14 +264,13 @@ class FastSql:
                 f"WHERE {q('id')} IN ({self._marks(count)})"
             )
 
+        seen = self._bind(items, "last_seen", build(1))(now)
         for chunk in _chunks(ids):
             padded = _padded(chunk)
-            sql = self._text("touch", len(padded), build)
-            seen = self.converted(sql, bind, now) if bind else now
-            self._run(conn, sql, [seen, *padded])
+            self._run(conn, self._text("touch", len(padded), build), [seen, *padded])
 
     def set_source_state(self, conn: Connection, values: Mapping[str, Any]) -> None:
         """UPDATE the source's row, or INSERT it: `values` by STATE_COLUMNS."""
-        [params] = self._state.rows([[values[c] for c in STATE_COLUMNS]])
+        params = [bind(values[c]) for c, bind in zip(STATE_COLUMNS, self._state, strict=True)]
         if self._run(conn, self._update_state, params)[1] == 0:
-            self._run(conn, self._state.sql, params)
+            self._run(conn, self._state_sql, params)
