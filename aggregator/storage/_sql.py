@@ -1,7 +1,9 @@
 """The SQLAlchemy Core storage: SQLite by default, PostgreSQL with the same code.
 
-Every SQLAlchemy error is wrapped once, here, into StorageError (see `_wrap`).
-Imports only `types`, `exceptions` and the schema.
+Every SQLAlchemy error is wrapped once, here, into StorageError (see `_wrap`). The statements
+of every source's store run on the DBAPI cursor (`_fast`, issue 8); their errors are raised
+as SQLAlchemy's, so the same `_wrap` turns them into StorageError.
+Imports only `types`, `exceptions`, the schema and the storage helpers.
 """
 
 from __future__ import annotations
