@@ -437,6 +437,22 @@ def test_index_match_equals_scoring_every_candidate(threshold, bounded):
             index.add(n, features, found.story if found else n, T0)
 
 
+def test_a_tie_goes_to_the_earlier_candidate_as_in_candidate_order():
+    """Candidates are scored best first (issue 8); of equal scores the one the candidate
+    order gives first still wins, as when every candidate is scored in order."""
+    index = StoryIndex(timedelta(days=14))
+    text = ("Flood closes Millbrook bridge", "The Millbrook bridge closed after the flood.")
+    for key, story in (("a", "s1"), ("b", "s2"), ("c", "s3")):
+        index.add(key, extract_features(*text), story, T0)
+    index.add("d", extract_features("Council elects Harwood", "Voters chose Harwood."), "s4", T0)
+    features = extract_features(*text)
+    found = index.match(features, DEFAULT_THRESHOLD)
+    assert found is not None and found == _match_in_full(index, features, DEFAULT_THRESHOLD)
+    scores = {k: index.score(features, k) for k in "abc"}
+    assert len({p.score for p in scores.values() if p}) == 1  # a three-way tie
+    assert found.item == index.candidates(features)[0]
+
+
 TRICKY = [
     "W.Va. officer; U.S. and n.y. and D.C.",
     "In \u212aansas and \u0130LLINOIS, not \u0131llinois: Ar\u212aansas",

@@ -554,9 +554,10 @@ class StoryIndex:
         """`upper_bounds`' two arguments for the pairs (batch[owner[n]], slots[n]): the
         PAIR_COLUMNS of each pair and the A_COLUMNS of its new item (see `_score`).
 
-        A's side is a table with a row per (item, word id) of the batch, sorted by that key;
-        each candidate's ids are looked up in it (`np.searchsorted`) and the rows found are
-        summed per pair. Weights are the idf of `idf`, computed with numpy."""
+        A's side is a table with a row per (item, id) of the batch's items, found through
+        two dense maps (id -> its number among the batch's ids, (item, number) -> row); each
+        candidate's ids are looked up in it and the rows found summed per pair. Weights are
+        `idf`'s, computed with numpy's log (see SLACK)."""
         bags, ids = self._bags, self._bags.ids
         if self._vocabulary is not None:
             docs, df = self._vocabulary[0], self._vocabulary[1]
