@@ -397,3 +397,16 @@ def test_an_unknown_paramstyle_is_refused():
 
     with pytest.raises(StorageError, match="paramstyle 'numeric'"):
         FastSql(SQLiteDialect_pysqlite(paramstyle="numeric"))
+
+
+def test_the_fast_statements_write_every_column_of_their_tables():
+    """The fast path's column lists are written by hand (in the order of its parameter
+    tuples): a column added to the schema must be added there too, or its value would be
+    dropped without a word."""
+    from aggregator.storage._fast import ITEM_COLUMNS, LINK_COLUMNS, STATE_COLUMNS
+    from aggregator.storage._sql import _state_values
+
+    assert sorted(ITEM_COLUMNS) == sorted(c.name for c in items.c if c.name != "id")
+    assert sorted(LINK_COLUMNS) == sorted(c.name for c in story_links.c)
+    assert sorted(STATE_COLUMNS) == sorted(c.name for c in sources.c)
+    assert sorted(STATE_COLUMNS) == sorted(["id", *_state_values(SourceState(source_id=""))])
