@@ -92,6 +92,10 @@ _SIZES = 6
 # Each kept id's part, as `_Bags.gather` tells it: _BAG (the bag's words), _TITLE,
 # _TITLE_NAMES, or this (the bag's names, numbers, years and states).
 _BAG_OTHERS = 3
+# The columns of a new item's tokens in `StoryIndex._columns`, in the order it lists them;
+# they are also the columns' numbers, so each one's count sits at its own index.
+_A_ORDER = (SHARED, SHARED_TITLE, TITLE_NAMES_FOUND, RARE_NAMES, NUMBERS, YEARS, STATES)
+assert tuple(range(len(_A_ORDER))) == _A_ORDER
 
 
 @dataclass(slots=True)
@@ -565,11 +569,10 @@ class StoryIndex:
             docs, df = len(self._entries), self._df
         top = docs + PRIOR_DOCS + 2
 
-        # A's side: per item, its tokens by column (in the order of `order`), and the words
-        # of those whose value is a weight (a name's weight is its word's).
-        order = np.array(
-            [SHARED, SHARED_TITLE, TITLE_NAMES_FOUND, RARE_NAMES, NUMBERS, YEARS, STATES]
-        )
+        # A's side: per item, its tokens by column (in the order of `order`, each column's
+        # count at its own index of `counts`), and the words of those whose value is a
+        # weight (a name's weight is its word's).
+        order = np.asarray(_A_ORDER)
         tokens: list[str] = []
         weighed: list[str] = []
         counts = np.zeros((len(batch), len(order)), np.int64)
@@ -595,9 +598,9 @@ class StoryIndex:
                 len(a.states),
             )
         consts = np.zeros((len(batch), A_COLUMNS))
-        consts[:, A_TITLE_NAMES] = counts[:, 2]
-        consts[:, A_YEARS] = counts[:, 5]
-        consts[:, A_STATES] = counts[:, 6]
+        consts[:, A_TITLE_NAMES] = counts[:, TITLE_NAMES_FOUND]
+        consts[:, A_YEARS] = counts[:, YEARS]
+        consts[:, A_STATES] = counts[:, STATES]
         item = np.repeat(np.arange(len(batch)), counts.sum(axis=1))
         column = np.repeat(np.tile(order, len(batch)), counts.ravel())
         # every weight, even of a word the window lacks (so a's whole text is weighed)
