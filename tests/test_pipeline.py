@@ -121,9 +121,9 @@ def test_one_bad_source_never_stops_the_others(tmp_path, http_server, storage):
 
 
 def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, storage):
-    """Issue 8: the collector's youngest threshold is raised while sources are updated (a
-    first cycle allocates millions of objects that stay), and put back afterwards, also
-    when a source fails."""
+    """Issue 8: the collector's youngest and oldest thresholds are raised while sources are
+    updated (a first cycle allocates millions of objects that stay), and put back
+    afterwards, also when a source fails."""
     import gc
 
     from aggregator.pipeline import _update
@@ -134,7 +134,7 @@ def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, 
     config = make_config(tmp_path, http_server, [src("ok", "/ok.xml"), src("bad", "/missing")])
     during: list[int] = []
     before = gc.get_threshold()
-    gc.set_threshold(700, *before[1:])
+    gc.set_threshold(700, 10, 10)
     try:
 
         async def go():
@@ -144,15 +144,16 @@ def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, 
                     storage,
                     client,
                     NOW,
-                    progress=lambda _: during.append(gc.get_threshold()[0]),
+                    progress=lambda _: during.append(gc.get_threshold()),
                 )
 
         results = asyncio.run(go())
-        assert gc.get_threshold() == (700, *before[1:])
+        assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*before)
     assert sorted(r.ok for r in results) == [False, True]
-    assert during == [_update.GC_GEN0_THRESHOLD] * 2
+    raised = (_update.GC_GEN0_THRESHOLD, 10, _update.GC_GEN2_THRESHOLD)
+    assert during == [raised] * 2
 
 
 def test_stores_run_in_turn_off_the_event_loop(tmp_path, http_server, storage, monkeypatch):

@@ -467,11 +467,23 @@ def test_the_window_index_is_built_off_the_loop_before_any_write_transaction(new
             seen.append((bool(open_tx), threading.current_thread() is threading.main_thread()))
         return original_build(self)
 
+    original_prepare = RunClusterer.prepare
+    prepared_before: list[bool] = []  # issue 8: whether the index existed at each hop
+
+    def prepare(self):
+        prepared_before.append(self.prepared)
+        original_prepare(self)
+        assert self.prepared
+
     monkeypatch.setattr(storage, "transaction", transaction)
     monkeypatch.setattr(RunClusterer, "_build_index", build)
+    monkeypatch.setattr(RunClusterer, "prepare", prepare)
     try:
         update(newsroom, storage)
     finally:
         storage.close()
     assert seen == [(False, False)]
+    # issue 8: a source's store hops to a thread to build the index only while it is not
+    # built yet (sources parsed meanwhile may hop too), never once it is
+    assert prepared_before and not any(prepared_before)
     assert len(weirton(stories_of(newsroom)).others) == 2

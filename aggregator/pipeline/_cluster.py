@@ -94,6 +94,11 @@ class RunClusterer:
         _ = self.index
 
     @property
+    def prepared(self) -> bool:
+        """Whether `prepare` has run (a source's store then needs no thread hop first)."""
+        return self._index is not None
+
+    @property
     def index(self) -> StoryIndex:
         """The items first seen in the window before `now` (one query), indexed."""
         with self._lock:
