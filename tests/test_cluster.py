@@ -30,7 +30,7 @@ from aggregator.cluster import (
     pairwise_quality,
     score_pair,
 )
-from aggregator.cluster._index import Match
+from aggregator.cluster._index import Match, _keys
 from aggregator.cluster._score import RARE_IDF, SLACK, upper_bounds
 from aggregator.cluster._text import (
     _NUMBER,
@@ -379,6 +379,37 @@ def test_index_gathers_the_documented_columns():
     assert pairs == pytest.approx(np.array([p for p, _ in expected]), rel=1e-12, abs=1e-12)
     assert own == pytest.approx(np.array([o for _, o in expected]), rel=1e-12, abs=1e-12)
     assert (index._bags.local() == -1).all()
+
+
+def test_the_index_rebuilds_each_items_features_in_their_order():
+    """Issue 8: an indexed item's words live only as ids in `_Bags`; the Features rebuilt for
+    scoring equal the ones added, set by set, in the iteration order a frozenset of the
+    added set's items has (so sums over them add up in the same order), and removing the
+    item takes back every posting and count its words added."""
+    feats = [
+        *_features_of_background(),
+        extract_features(
+            "Maine and West Virginia sign 2024 pact with Harwood",
+            "Officers in Maine trained 120 recruits in 2023; Harwood said 45 more follow.",
+        ),
+        extract_features("", ""),
+    ]
+    assert any(f.states for f in feats) and any(f.years for f in feats)
+    assert any(f.numbers for f in feats) and any(f.names for f in feats)
+    index = StoryIndex(timedelta(days=14))
+    for n, f in enumerate(feats):
+        index.add(n, f, n, T0)
+    for n, f in enumerate(feats):
+        slot = index._entries[n].slot
+        rebuilt = index._bags.features(slot)
+        assert rebuilt == f
+        for field in ("title", "doc", "names", "numbers", "years", "states"):
+            assert list(getattr(rebuilt, field)) == list(frozenset(tuple(getattr(f, field))))
+        assert index._bags.keys(slot) == set(_keys(f))
+    for n in range(len(feats)):
+        index.remove(n)
+    assert not index._df and not index._postings and not any(index._bags.df)
+    assert index.candidates(feats[0]) == []
 
 
 def test_a_batch_matches_as_its_items_one_by_one():

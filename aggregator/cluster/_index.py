@@ -17,11 +17,12 @@ the semantic signal's lexical floor. Word rarity is looked up once per word whil
 window stays as it is (`_Weights`). Which story an item joins, and the scores and evidence
 recorded, are those of scoring every candidate in full.
 
-Memory and speed (issue 8): an item is kept packed (`Packed`: tuples of interned words, not
-frozensets), plus its word ids in `_Bags`' flat C-int arrays for the numpy pass; posting
-lists are typed arrays of item slots, read for all of a batch's probe words in one numpy
-call. A pair is unpacked only to be scored in full. The benchmark's 30,000 items take 46 MB
-(tracemalloc); as frozensets and deques they took 170 MB.
+Memory and speed (issue 8): an item's words are kept once, as ids in `_Bags`' flat C-int
+arrays (which the numpy pass reads); its Features are rebuilt from them (`_Bags.features`)
+only for a pair scored in full. Posting lists are typed arrays of item slots, read for all
+of a batch's probe words in one numpy call. The benchmark's 30,000 items take 28 MB
+(tracemalloc); with a packed copy of each item's words as well they took 48 MB, as
+frozensets and deques 170 MB.
 
 `comparisons` counts the candidates compared (ruled out at once, bounded or scored), for
 the flat-cost test and the benchmark. Imports only the cluster stage's own modules and numpy.
@@ -72,7 +73,7 @@ from aggregator.cluster._score import (
     upper_bounds,
 )
 from aggregator.cluster._semantic import VERIFY_FLOOR, Vector, cosine, verified
-from aggregator.cluster._text import Features, Packed, pack_features, unpack_features
+from aggregator.cluster._text import Features
 
 DEFAULT_MAX_POSTINGS = 64
 DEFAULT_PROBE_TOKENS = 16
@@ -100,7 +101,8 @@ assert tuple(range(len(_A_ORDER))) == _A_ORDER
 
 @dataclass(slots=True)
 class _Entry:
-    features: Packed  # compact (issue 8): unpacked only for the few pairs scored in full
+    # An item's words are kept only as ids in `_Bags` (issue 8), rebuilt into its Features
+    # (`_Bags.features`) for the few pairs scored in full.
     story: Hashable
     when: datetime
     vector: Vector | None = None
@@ -130,6 +132,7 @@ class _Bags:
 
     def __init__(self, vocabulary: Mapping[str, int] | None) -> None:
         self.ids: dict[str, int] = {}
+        self.words: list[str] = []  # id -> token (`ids` the other way)
         self.flat = array("i")
         self.parts = array("b")  # each id's part of its slot, as `gather` tells it
         self.start = array("q")  # per slot
@@ -142,19 +145,21 @@ class _Bags:
         found = self.ids.get(token)
         if found is None:
             found = self.ids[token] = len(self.ids)
+            self.words.append(token)
             vocabulary = self._vocabulary
             self.df.append(0 if vocabulary is None else vocabulary.get(token, 0))
         return found
 
-    def add(self, slot: int, p: Packed) -> None:
+    def add(self, slot: int, f: Features) -> None:
+        title_names = f.title & f.names
         tokens = [
-            *p.doc,
-            *(_NAME + n for n in p.names),
-            *(_NUMBER + n for n in p.numbers),
-            *(_YEAR + y for y in p.years),
-            *(_STATE + s for s in p.states),
-            *p.title,
-            *p.title_names,
+            *f.doc,
+            *(_NAME + n for n in f.names),
+            *(_NUMBER + n for n in f.numbers),
+            *(_YEAR + y for y in f.years),
+            *(_STATE + s for s in f.states),
+            *f.title,
+            *title_names,
         ]
         known = list(map(self.ids.get, tokens))
         ids = (
@@ -162,23 +167,55 @@ class _Bags:
             if None in known
             else cast(list[int], known)
         )
-        bag = len(ids) - len(p.title) - len(p.title_names)
+        bag = len(ids) - len(f.title) - len(title_names)
         assert slot == len(self.start), "slots are added in order"
         self.start.append(len(self.flat))
         self.sizes.extend(
-            (bag, len(p.title), len(p.title_names), len(p.years), len(p.states), len(p.doc))
+            (bag, len(f.title), len(title_names), len(f.years), len(f.states), len(f.doc))
         )
         self.flat.extend(ids)
         self.parts.frombytes(
-            b"%c" % _BAG * len(p.doc)
-            + b"%c" % _BAG_OTHERS * (bag - len(p.doc))
-            + b"%c" % _TITLE * len(p.title)
-            + b"%c" % _TITLE_NAMES * len(p.title_names)
+            b"%c" % _BAG * len(f.doc)
+            + b"%c" % _BAG_OTHERS * (bag - len(f.doc))
+            + b"%c" % _TITLE * len(f.title)
+            + b"%c" % _TITLE_NAMES * len(title_names)
         )
         if self._vocabulary is None:
             df = self.df
-            for i in ids[: len(p.doc)]:
+            for i in ids[: len(f.doc)]:
                 df[i] += 1
+
+    def _tokens(self, slot: int) -> tuple[list[str], int]:
+        """A slot's tokens as `add` listed them, but its headline's names; and its _SIZES."""
+        start, at = self.start[slot], slot * _SIZES
+        bag, title = self.sizes[at + _BAG], self.sizes[at + _TITLE]
+        words = self.words
+        return [words[i] for i in self.flat[start : start + bag + title]], at
+
+    def features(self, slot: int) -> Features:
+        """The Features a slot was added with (equal sets, built in the order they were
+        listed in, as `frozenset` of a tuple of them would be)."""
+        tokens, at = self._tokens(slot)
+        sizes = self.sizes
+        bag, doc = sizes[at + _BAG], sizes[at + _WORDS]
+        states = bag - sizes[at + _STATES]
+        years = states - sizes[at + _YEARS]
+        marked = tokens[doc:years]  # the names, then the numbers, each behind its mark
+        return Features(
+            title=frozenset(tokens[bag:]),
+            doc=frozenset(tokens[:doc]),
+            names=frozenset(t[1:] for t in marked if t[0] == _NAME),
+            numbers=frozenset(t[1:] for t in marked if t[0] == _NUMBER),
+            years=frozenset(t[1:] for t in tokens[years:states]),
+            states=frozenset(t[1:] for t in tokens[states:bag]),
+        )
+
+    def keys(self, slot: int) -> set[str]:
+        """`_keys` of the Features a slot was added with, as a set."""
+        tokens, at = self._tokens(slot)
+        doc = self.sizes[at + _WORDS]
+        numbers = (t for t in tokens[doc : self.sizes[at + _BAG]] if t[0] == _NUMBER)
+        return {*tokens[:doc], *(f"#{t[1:]}" for t in numbers)}
 
     def remove(self, slot: int) -> None:
         if self._vocabulary is None:
@@ -237,7 +274,7 @@ class _Weights(dict[str, float]):
         return value
 
 
-def _keys(features: Features | Packed) -> Iterator[str]:
+def _keys(features: Features) -> Iterator[str]:
     yield from features.doc
     for n in features.numbers:
         yield f"#{n}"
@@ -318,16 +355,15 @@ class StoryIndex:
             self.remove(key)
         if self._vocabulary is None:
             self._weights.clear()
-        packed = pack_features(features)
         slot = next(self._seq)
-        self._entries[key] = _Entry(packed, story, when, vector, slot)
-        self._bags.add(slot, packed)
+        self._entries[key] = _Entry(story, when, vector, slot)
+        self._bags.add(slot, features)
         self._slot_keys.append(key)
         if slot >= len(self._alive):
             self._alive = np.concatenate((self._alive, np.zeros_like(self._alive)))
         self._alive[slot] = True
         heapq.heappush(self._order, (when, slot, key))
-        for token in set(_keys(packed)):  # the interned words
+        for token in set(_keys(features)):
             self._df[token] += 1
             postings = self._postings.get(token)
             if postings is None:
@@ -346,7 +382,7 @@ class StoryIndex:
         self._alive[entry.slot] = False
         self._slot_keys[entry.slot] = None
         self._bags.remove(entry.slot)
-        for token in set(_keys(entry.features)):
+        for token in self._bags.keys(entry.slot):
             self._df[token] -= 1
             if self._df[token] <= 0:
                 del self._df[token]
@@ -516,7 +552,7 @@ class StoryIndex:
                     floor = threshold
                 if bounds[n] < floor - SLACK:
                     continue
-            pair = score_pair(features, unpack_features(entry.features), idf)
+            pair = score_pair(features, self._bags.features(entry.slot), idf)
             if pair.score >= threshold:
                 if best is None or pair.score > best.pair.score:
                     best = Match(story=entry.story, item=key, pair=pair)
@@ -543,7 +579,7 @@ class StoryIndex:
                 break  # neither this one nor any after it can reach the floor
             key = self._slot_keys[slots[n]]
             entry = self._entries[key]
-            pair = score_pair(features, unpack_features(entry.features), idf)
+            pair = score_pair(features, self._bags.features(entry.slot), idf)
             if pair.score >= threshold and (
                 best is None
                 or pair.score > best.pair.score
@@ -682,5 +718,5 @@ class StoryIndex:
         return (
             None
             if entry is None
-            else score_pair(features, unpack_features(entry.features), self._weights.__getitem__)
+            else score_pair(features, self._bags.features(entry.slot), self._weights.__getitem__)
         )

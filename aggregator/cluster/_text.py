@@ -355,49 +355,6 @@ class Features:
     states: frozenset[str] = frozenset()  # US states named ("west virginia", "maine")
 
 
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """Features as the window index keeps them (issue 8, memory): tuples of interned words
-    instead of frozensets. A 30-word frozenset takes 2.2 KB and a tuple 0.3 KB, and every
-    item's copy of a word becomes one shared string: about a fifth of the memory per item.
-    `title_names` (the headline's names) is kept for the window index's bound."""
-
-    title: tuple[str, ...]
-    doc: tuple[str, ...]
-    names: tuple[str, ...]
-    numbers: tuple[str, ...]
-    years: tuple[str, ...]
-    states: tuple[str, ...]
-    title_names: tuple[str, ...]
-
-
-def _interned(words: frozenset[str]) -> tuple[str, ...]:
-    return tuple(map(sys.intern, words)) if words else ()
-
-
-def pack_features(f: Features) -> Packed:
-    return Packed(
-        title=_interned(f.title),
-        doc=_interned(f.doc),
-        names=_interned(f.names),
-        numbers=_interned(f.numbers),
-        years=_interned(f.years),
-        states=_interned(f.states),
-        title_names=_interned(f.title & f.names),
-    )
-
-
-def unpack_features(p: Packed) -> Features:
-    return Features(
-        title=frozenset(p.title),
-        doc=frozenset(p.doc),
-        names=frozenset(p.names),
-        numbers=frozenset(p.numbers),
-        years=frozenset(p.years),
-        states=frozenset(p.states),
-    )
-
-
 def states(text: str) -> frozenset[str]:
     """The US states `text` names (after abbreviations are spelled out); "West Virginia"
     is not also "Virginia"."""
