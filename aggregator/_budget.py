@@ -18,8 +18,9 @@ Why our own pool and not `concurrent.futures.ProcessPoolExecutor`: that executor
 kill one task, only break the whole pool. Workers start with "forkserver" (never "fork":
 the pipeline runs threads and an event loop, and forking those is unsafe); the fork server
 preloads the modules named by `preload`, so a replacement worker starts in milliseconds
-rather than re-importing feedparser, lxml and bs4. The pool starts its workers lazily, so
-a run in which every source answers 304 starts none.
+rather than re-importing feedparser, lxml and bs4; it stops when the last open pool closes
+(issue 8), and the next pool starts it again. The pool starts its workers lazily, so a run
+in which every source answers 304 starts none.
 
 A private helper of the pipeline: imports only `aggregator.exceptions` from the package.
 """
@@ -38,6 +39,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal, TypeVar
@@ -84,6 +86,32 @@ def default_pool_size() -> int:
 def _start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+# The pools not closed yet that use the fork server: when the last one closes, the server
+# goes too (issue 8). Idle, it holds the modules it preloaded, about 40 MB that nothing
+# shares once the workers are gone (a one-shot run's digest, a scheduler between jobs); the
+# next pool starts it again, in about 0.3 s.
+_server_users = 0
+_server_users_lock = threading.Lock()
+
+
+def _hold_fork_server() -> None:
+    global _server_users
+    with _server_users_lock:
+        _server_users += 1
+
+
+def _release_fork_server() -> None:
+    global _server_users
+    with _server_users_lock:
+        _server_users -= 1
+        if _server_users == 0:
+            # CPython's own way to stop it (used by its tests); absent elsewhere, it stays
+            stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+            if callable(stop):
+                with contextlib.suppress(OSError):
+                    stop()
 
 
 # --- the worker side ----------------------------------------------------------------------
@@ -221,7 +249,9 @@ class WorkerPool:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
         self._ctx = multiprocessing.get_context(_start_method())
-        if self._ctx.get_start_method() == "forkserver":
+        self._holds_server = self._ctx.get_start_method() == "forkserver"
+        if self._holds_server:
+            _hold_fork_server()
             # Only takes effect before the fork server starts (once per process); later
             # pools share it. Workers of a server started without `preload` still work:
             # they import what they unpickle on their first call.
@@ -322,7 +352,8 @@ class WorkerPool:
         worker.kill()
 
     def close(self) -> None:
-        """Stop every worker (idle ones politely, busy ones by force) and the wait threads."""
+        """Stop every worker (idle ones politely, busy ones by force) and the wait threads;
+        and the fork server, if no other pool is open."""
         with self._lock:
             if self._closed:
                 return
@@ -338,6 +369,8 @@ class WorkerPool:
         if threads is not None:
             threads.shutdown(wait=True, cancel_futures=True)
         self._drain_idle()  # workers that finished while we were closing
+        if self._holds_server:
+            _release_fork_server()
 
     def _drain_idle(self) -> list[_Worker]:
         stopped: list[_Worker] = []
