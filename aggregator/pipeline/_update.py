@@ -50,7 +50,7 @@ MAX_BACKOFF = timedelta(hours=24)
 # (0.3 s). The oldest: each full collection walks every live object, and a growing heap
 # triggers one at every quarter of growth; at the default of 10 a 1,000-source first cycle
 # made 12 of them (1.0 s), at 100 one (0.2 s). Cyclic garbage still dies young in the two
-# younger generations; what reaches the oldest waits at most until the update ends.
+# younger generations; what reaches the oldest waits longer (at most until the update ends).
 GC_GEN0_THRESHOLD = 10_000
 GC_GEN2_THRESHOLD = 100
 
