@@ -60,7 +60,9 @@ def test_the_fork_server_stops_with_the_last_open_pool_and_starts_again():
     assert _server_pid() is None and _budget._server_users == 0
 
 
-def test_a_pool_that_never_started_a_worker_still_lets_the_server_go():
+def test_a_pool_that_never_ran_anything_counts_like_any_other():
+    """Closing a pool that started no worker neither stops the server another pool uses nor
+    keeps it running after that pool closes."""
     with WorkerPool(size=1, timeout=10) as used:
         assert used.run(square, 2) == 4
         WorkerPool(size=1, timeout=10).close()  # never ran anything

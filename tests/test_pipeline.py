@@ -132,7 +132,7 @@ def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, 
         rss(("g", "https://news.example.org/1", "Police training story"))
     )
     config = make_config(tmp_path, http_server, [src("ok", "/ok.xml"), src("bad", "/missing")])
-    during: list[int] = []
+    during: list[tuple[int, int, int]] = []
     before = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
     try:
