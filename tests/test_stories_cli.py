@@ -467,23 +467,46 @@ def test_the_window_index_is_built_off_the_loop_before_any_write_transaction(new
             seen.append((bool(open_tx), threading.current_thread() is threading.main_thread()))
         return original_build(self)
 
-    original_prepare = RunClusterer.prepare
-    prepared_before: list[bool] = []  # issue 8: whether the index existed at each hop
-
-    def prepare(self):
-        prepared_before.append(self.prepared)
-        original_prepare(self)
-        assert self.prepared
-
     monkeypatch.setattr(storage, "transaction", transaction)
     monkeypatch.setattr(RunClusterer, "_build_index", build)
-    monkeypatch.setattr(RunClusterer, "prepare", prepare)
     try:
         update(newsroom, storage)
     finally:
         storage.close()
     assert seen == [(False, False)]
-    # issue 8: a source's store hops to a thread to build the index only while it is not
-    # built yet (sources parsed meanwhile may hop too), never once it is
-    assert prepared_before and not any(prepared_before)
     assert len(weirton(stories_of(newsroom)).others) == 2
+
+
+def test_no_source_hops_to_a_thread_once_the_window_index_is_built(newsroom, monkeypatch):
+    """Issue 8: a source's store hops to a thread to build the window index only while it
+    is not built; once it is, stores go straight to the store's thread."""
+    import asyncio
+
+    from aggregator.pipeline._cluster import RunClusterer
+
+    storage = open_storage(newsroom.database, NOW)
+    load = RunClusterer.load
+
+    def built(storage_, settings, now):
+        clusterer = load(storage_, settings, now)
+        if clusterer is not None:
+            clusterer.prepare()
+            assert clusterer.prepared
+        return clusterer
+
+    hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def recording_to_thread(fn, /, *args, **kwargs):
+        if getattr(fn, "__func__", None) is RunClusterer.prepare:
+            hops.append(fn)
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(RunClusterer, "load", built)
+    monkeypatch.setattr(asyncio, "to_thread", recording_to_thread)
+    try:
+        update(newsroom, storage)
+    finally:
+        storage.close()
+    assert hops == []
+    assert len(weirton(stories_of(newsroom)).others) == 2  # matched against the index
