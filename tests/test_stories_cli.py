@@ -484,7 +484,6 @@ def test_no_source_hops_to_a_thread_once_the_window_index_is_built(newsroom, mon
 
     from aggregator.pipeline._cluster import RunClusterer
 
-    storage = open_storage(newsroom.database, NOW)
     load = RunClusterer.load
 
     def built(storage_, settings, now):
@@ -504,9 +503,6 @@ def test_no_source_hops_to_a_thread_once_the_window_index_is_built(newsroom, mon
 
     monkeypatch.setattr(RunClusterer, "load", built)
     monkeypatch.setattr(asyncio, "to_thread", recording_to_thread)
-    try:
-        update(newsroom, storage)
-    finally:
-        storage.close()
+    fetch_all(newsroom)
     assert hops == []
     assert len(weirton(stories_of(newsroom)).others) == 2  # matched against the index
