@@ -284,6 +284,34 @@ def test_c4_an_encoding_override_is_a_warning(serve):
     assert any(w.startswith("encoding_override") for w in out.bad.warnings), out.bad.warnings
 
 
+def _page(titles: list[str], head: str = "") -> str:
+    items = "".join(
+        f'<li><h2><a href="/a/{n}">{t}</a></h2><p>Officers train, story {n}.</p></li>'
+        for n, t in enumerate(titles)
+    )
+    return f"<html><head>{head}</head><body><ul>{items}</ul></body></html>"
+
+
+def test_c4_a_page_with_bytes_its_charset_leaves_undefined_is_still_read(serve):
+    # windows-1252 leaves 0x81, 0x8D, 0x8F, 0x90, 0x9D undefined; the page read as empty before
+    titles = [f"Police caf\u00e9 training \u201cround\u201d {n}" for n in range(5)]
+    body = _page(titles, '<meta charset="windows-1252">').encode("cp1252")
+    body = body.replace(b"round\x94 0", b"round\x9d 0")
+    out = serve(body, "text/html", source=", kind: page")
+    assert out.bad.ok, out.bad.error
+    stored = sorted((i.item.title for i in out.items), key=lambda t: t[-1])
+    assert stored == ["Police caf\u00e9 training \u201cround 0", *titles[1:]]  # no control kept
+    assert any(w.startswith("encoding_override") for w in out.bad.warnings), out.bad.warnings
+
+
+def test_c4_a_pages_http_charset_decides_how_it_reads(serve):
+    titles = [f"Police \u043f\u043e\u043b\u0438\u0446\u0438\u044f {n}" for n in range(5)]
+    body = _page(titles).encode("koi8-r")
+    out = serve(body, "text/html; charset=koi8-r", source=", kind: page")
+    assert out.bad.ok, out.bad.error
+    assert sorted(i.item.title for i in out.items) == titles
+
+
 # --- C5 10,000 items ------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from aggregator.parse import parse_page
+from aggregator.parse._charset import decode_page
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._html import SPACE, base_url, date_of, load_html, text_of
 from aggregator.parse._page import parse_html_page
@@ -30,8 +31,9 @@ URL = "https://example.com/news/"
 
 
 def _assert_same_reading(content: bytes, url: str = URL, *, dates: bool = True) -> int:
-    soup = load_html(content)
-    root = load_tree(content)
+    markup = decode_page(content).markup
+    soup = load_html(markup)
+    root = load_tree(markup)
     tags = soup.find_all(True)
     elements = list(root.iter())
     assert [e.tag for e in elements] == [t.name for t in tags]
@@ -149,7 +151,7 @@ def test_tree_decodes_a_declared_windows_1252_page() -> None:
     content = '<meta charset="windows-1252"><title>Caf\u00e9 \u201cnews\u201d</title>'.encode(
         "cp1252"
     )
-    assert tree_title(load_tree(content)) == "Caf\u00e9 \u201cnews\u201d"
+    assert tree_title(load_tree(decode_page(content).markup)) == "Caf\u00e9 \u201cnews\u201d"
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n ", b"<!-- only a comment -->", b"<?xml?>"])

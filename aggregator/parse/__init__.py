@@ -67,10 +67,16 @@ def parse_json_feed(content: bytes, url: str, *, source_id: str = "") -> Parsed:
 
 
 def parse_page(
-    content: bytes, url: str, selectors: Selectors | None = None, *, source_id: str = ""
+    content: bytes,
+    url: str,
+    selectors: Selectors | None = None,
+    *,
+    source_id: str = "",
+    content_type: str | None = None,
 ) -> Parsed:
-    """Parse an HTML listing page, with `selectors` or by finding its repeated teasers."""
-    return parse_fetched(_fetched(content, url, None, source_id), "page", selectors)
+    """Parse an HTML listing page, with `selectors` or by finding its repeated teasers;
+    `content_type` is the HTTP header (its charset, if any, decides how the bytes read)."""
+    return parse_fetched(_fetched(content, url, content_type, source_id), "page", selectors)
 
 
 def _dispatch(
@@ -84,7 +90,7 @@ def _dispatch(
                 "the response is a feed, not an HTML page; "
                 "set kind: feed (or auto) for this source",
             )
-        return parse_html_page(sniffed.content, fetched.url, selectors)
+        return parse_html_page(sniffed.content, fetched.url, selectors, sniffed.charset)
     if doc == "json":
         return parse_json_document(sniffed.content, fetched.url)
     if doc in ("feed", "xml"):
@@ -93,7 +99,7 @@ def _dispatch(
         if kind == "feed":
             raise Unreadable("not_a_feed", _html_not_feed_message(sniffed.content))
         try:
-            return parse_html_page(sniffed.content, fetched.url, selectors)
+            return parse_html_page(sniffed.content, fetched.url, selectors, sniffed.charset)
         except Unreadable as e:
             if e.kind != "no_items" or selectors is not None:
                 raise

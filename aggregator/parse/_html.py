@@ -58,16 +58,17 @@ class _DepthProbe:
         return self.max_depth
 
 
-def load_html(content: bytes) -> BeautifulSoup:
-    """Build the tree; raise `Unreadable` (parse_error) for pathologically deep documents."""
-    check_depth(content)
+def load_html(markup: bytes) -> BeautifulSoup:
+    """Build the tree from the page's markup in UTF-8 (see `_charset.decode_page`); raise
+    `Unreadable` (parse_error) for pathologically deep documents."""
+    check_depth(markup)
     try:
         with warnings.catch_warnings():
             # XHTML or XML served as a page, and tiny bodies that look like a path, make bs4
             # warn; we decided to read them as HTML already.
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
             warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-            soup = BeautifulSoup(content, "lxml")
+            soup = BeautifulSoup(markup, "lxml", from_encoding="utf-8")
         for tag in soup.find_all(DROP):
             tag.decompose()
     except RecursionError as e:

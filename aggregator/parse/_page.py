@@ -1,6 +1,7 @@
 """Parse stage, HTML pages: listing-page bytes -> Parsed (format "page").
 
-Input: HTML bytes, the page URL, optional `Selectors` (CSS via bs4/soupsieve). With selectors,
+Input: HTML bytes, the page URL, optional `Selectors` (CSS via bs4/soupsieve), and the
+HTTP charset; the bytes are read as UTF-8 markup first (`_charset.decode_page`). With selectors,
 each `item` match is one entry (a bs4 tree, `_html`); without, `_listing.find_listing` looks
 for the repeated teasers in an lxml tree (`_tree`, much faster, same results). Output:
 `Parsed`; `Unreadable` with kind `no_items` when nothing matches.
@@ -11,11 +12,13 @@ Must not import the network, other stages, or anything outside `aggregator.types
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import datetime
 
 import soupsieve
 from bs4 import BeautifulSoup, Tag
 
+from aggregator.parse._charset import decode_page
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._html import absolute, base_url, date_of, load_html, text_of
 from aggregator.parse._listing import find_listing
@@ -25,10 +28,23 @@ from aggregator.types import Entry, Parsed, Selectors
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 
 
-def parse_html_page(content: bytes, url: str, selectors: Selectors | None) -> Parsed:
-    if selectors is None:
-        return _automatic(content, url)
-    soup = load_html(content)
+def parse_html_page(
+    content: bytes, url: str, selectors: Selectors | None, charset: str | None = None
+) -> Parsed:
+    """The page's entries; `charset` is the HTTP Content-Type's (None: it names none)."""
+    decoded = decode_page(content, charset)
+    parsed = (
+        _automatic(decoded.markup, url)
+        if selectors is None
+        else _selected(decoded.markup, url, selectors)
+    )
+    if decoded.warnings:
+        return replace(parsed, warnings=decoded.warnings + parsed.warnings)
+    return parsed
+
+
+def _selected(markup: bytes, url: str, selectors: Selectors) -> Parsed:
+    soup = load_html(markup)
     base = base_url(soup, url)
     title = text_of(soup.title) or None
     entries, skipped = _with_selectors(soup, base, selectors)
@@ -44,8 +60,8 @@ def parse_html_page(content: bytes, url: str, selectors: Selectors | None) -> Pa
     return Parsed(format="page", title=title, link=base, entries=tuple(entries), warnings=warnings)
 
 
-def _automatic(content: bytes, url: str) -> Parsed:
-    document = load_tree(content)
+def _automatic(markup: bytes, url: str) -> Parsed:
+    document = load_tree(markup)
     base = tree_base_url(document, url)
     title = tree_title(document)
     try:

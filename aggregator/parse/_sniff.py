@@ -49,6 +49,8 @@ class Sniffed:
     content: bytes  # gunzipped, junk before the XML declaration removed
     root: str | None  # local name of the first element, lower case
     warnings: tuple[str, ...] = ()
+    # the charset `content` is in by the HTTP Content-Type (UTF-8 once transcoded), if any
+    charset: str | None = None
 
 
 def sniff(content: bytes, content_type: str | None) -> Sniffed:
@@ -83,7 +85,13 @@ def sniff(content: bytes, content_type: str | None) -> Sniffed:
             kind = "html"
         elif media.endswith("json"):
             kind = "json"
-    return Sniffed(kind=kind, content=content, root=root, warnings=tuple(warnings))
+    return Sniffed(
+        kind=kind,
+        content=content,
+        root=root,
+        warnings=tuple(warnings),
+        charset="utf-8" if transcoded else charset(content_type),
+    )
 
 
 def gunzip(content: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:

@@ -7,9 +7,8 @@ thousands of times per page; lxml builds it and walks it several times faster th
 tree building and `find_all`. The selectors path stays on bs4 (soupsieve).
 
 What keeps the two views equal (tests/test_parse_tree.py holds them together):
-- Decoding: bs4's own `EncodingDetector` proposes the encodings (BOM, `<meta charset>`,
-  then UTF-8, then Windows-1252) and lxml tries them in the same order, as bs4's lxml
-  builder does, fed the same bytes in one piece.
+- Decoding: both are fed the same UTF-8 markup in one piece and told it is UTF-8
+  (`_charset.decode_page` chose how the page's bytes are read).
 - Content after `</html>`: libxml2 opens another `<html>` for it, which bs4 keeps beside the
   first and lxml's tree holds as a sibling of its root; a `Document` keeps them all.
 - Depth: bs4 gets lxml's parse events, which no depth limit cuts; lxml's own tree builder
@@ -34,7 +33,6 @@ from datetime import datetime
 from typing import Any, TypeAlias
 from urllib.parse import urljoin
 
-from bs4.dammit import EncodingDetector
 from lxml import etree
 
 from aggregator.parse._html import DATE_PROP, DROP, check_depth, first_date, is_http
@@ -70,26 +68,17 @@ class Document:
         return self.iter(*tags)
 
 
-def load_tree(content: bytes) -> Document:
-    """The page's elements with `DROP` tags removed. Raises `Unreadable` (parse_error) for
-    pathologically deep documents."""
-    check_depth(content)
-    detector = EncodingDetector(content, is_html=True)
-    root: Element | None = None
-    for encoding in detector.encodings:
-        try:
-            parser = etree.HTMLParser(recover=True, huge_tree=True, encoding=encoding)
-            parser.feed(detector.markup)
-            root = parser.close()
-        except (UnicodeDecodeError, LookupError, etree.ParserError):
-            continue  # bs4 moves on to its next guess the same way
-        except etree.XMLSyntaxError:
-            # The bytes do not decode in the encoding tried (a page that declares
-            # windows-1252 but holds bytes it leaves undefined): lxml's tree builder gives
-            # up, and the parse events bs4 reads stop before the first element, leaving it
-            # an empty soup; bs4 tries no other encoding then. Read it the same: empty.
-            return Document(())
-        break
+def load_tree(markup: bytes) -> Document:
+    """The page's elements with `DROP` tags removed, from its markup in UTF-8 (see
+    `_charset.decode_page`). Raises `Unreadable` (parse_error) for pathologically deep
+    documents."""
+    check_depth(markup)
+    try:
+        parser = etree.HTMLParser(recover=True, huge_tree=True, encoding="utf-8")
+        parser.feed(markup)
+        root: Element | None = parser.close()
+    except (etree.ParserError, etree.XMLSyntaxError):
+        return Document(())  # nothing to read: bs4 (fed the same events) reads no element
     if root is None:
         return Document(())
     tops = [root, *root.itersiblings()]
