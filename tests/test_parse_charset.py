@@ -29,7 +29,8 @@ def listing(titles: list[str], head: str = "") -> str:
 TITLES = [
     f"Officers train for calm \u201cde-escalation\u201d n\u00b0{n} caf\u00e9" for n in range(5)
 ]
-CYRILLIC = [f"\u041f\u043e\u043b\u0438\u0446\u0438\u044f {n}" for n in range(5)]
+POLICE = "\u041f\u043e\u043b\u0438\u0446\u0438\u044f"  # "police", in Russian
+CYRILLIC = [f"{POLICE} {POLICE.lower()} {POLICE.upper()} story number {n}" for n in range(5)]
 
 
 def titles(content: bytes, content_type: str | None = None) -> tuple[list[str], tuple[str, ...]]:
