@@ -101,7 +101,8 @@ def _strip_url(url: str) -> str:
 
 
 def safe_link(url: str | None) -> str | None:
-    """The URL if it is an absolute http(s) URL we would put in an href, else None."""
+    """The URL if it is an absolute http(s) URL we would put in an href (credentials
+    dropped), else None."""
     checked = _checked_link(url)
     return checked[0] if checked else None
 
@@ -127,6 +128,12 @@ def _checked_link(url: str | None) -> tuple[str, SplitResult, str | None] | None
         parts = urlsplit(url)
     except ValueError:
         return None
+    if "@" in parts.netloc:
+        # Credentials are never kept nor shown: a password someone leaked into a feed, or a
+        # link dressed as another site (`https://trusted.example@evil.example/`). Nor do they
+        # reach `_netloc`'s cache, which outlives the run.
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        url = urlunsplit(parts)
     accepted, netloc = _netloc(parts.scheme, parts.netloc)
     return (url, parts, netloc) if accepted else None
 

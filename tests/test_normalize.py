@@ -247,6 +247,9 @@ def _plain_safe_link(url: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in normalize.DEFAULT_PORTS or not parts.hostname:
         return None
+    if "@" in parts.netloc:  # credentials dropped
+        scheme, netloc, path, query, fragment = parts
+        return urlunsplit((scheme, netloc.split("@")[-1], path, query, fragment))
     return url
 
 
@@ -319,6 +322,29 @@ def test_canonical_url_equals_the_plain_code(url):
     assert canonical_url(url) == _plain_canonical_url(url)
     assert safe_link("https://" + url) == _plain_safe_link("https://" + url)
     assert canonical_url("https://" + url) == _plain_canonical_url("https://" + url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:s3cret@example.com/a?b=1#c", "https://example.com/a?b=1#c"),
+        ("https://www.police1.com@evil.example/x", "https://evil.example/x"),
+        ("https://a@b:c@example.com:8443/", "https://example.com:8443/"),
+    ],
+)
+def test_links_never_keep_credentials(url, expected):
+    assert safe_link(url) == expected
+    item = normalize_entry(Entry(guid=None, link=url, title="t"), "s")
+    assert item is not None and item.link == expected and item.guid == expected
+    assert "@" not in (item.url or "")
+
+
+def test_credentials_never_reach_the_host_cache():
+    normalize._netloc.cache_clear()
+    safe_link("https://user:s3cret@example.com/a")
+    safe_link("https://example.com/b")
+    # one entry, found the second time: its key is the netloc without the credentials
+    assert normalize._netloc.cache_info()[:2] == (1, 1)  # (hits, misses)
 
 
 def test_host_cache_is_bounded():
