@@ -31,7 +31,7 @@ from aggregator.cluster import (
     score_pair,
 )
 from aggregator.cluster._index import Match, _keys
-from aggregator.cluster._score import RARE_IDF, SLACK, upper_bounds
+from aggregator.cluster._score import RARE_IDF, SLACK, PairScore, upper_bounds
 from aggregator.cluster._text import (
     _NUMBER,
     _PLACE_FIRST_PARTS,
@@ -448,7 +448,7 @@ def _match_in_full(index: StoryIndex, features, threshold: float) -> Match | Non
     for key in index.candidates(features):
         pair = index.score(features, key)
         assert pair is not None
-        if pair.score >= threshold and (best is None or pair.score > best.pair.score):
+        if pair.joins(threshold) and (best is None or pair.score > best.pair.score):
             best = Match(story=index.story_of(key), item=key, pair=pair)
     return best
 
@@ -773,3 +773,34 @@ def test_clustering_and_classification_share_one_model(monkeypatch):
     assert embed is not None and len(embed(["a"])[0]) == 384
     assert EmbeddingEncoder().encode(["a", "b"]).shape == (2, 384)
     assert loads == [1]
+
+
+# --- a join needs evidence beyond its score --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "title", "shared", "joins"),
+    [
+        (0.30, 0.40, 3, False),  # a topic in common: three words, however high the score
+        (0.30, 0.40, 4, True),
+        (0.30, 0.95, 1, True),  # the same short headline: "Rental Car" and "Rental Car"
+        (0.15, 0.95, 9, False),  # below the threshold, whatever the evidence
+    ],
+)
+def test_a_join_needs_shared_words_or_the_same_headline(score, title, shared, joins):
+    pair = PairScore(score=score, title=title, overlap=0.1, shared_count=shared)
+    assert pair.joins(DEFAULT_THRESHOLD) is joins
+
+
+def test_items_that_only_share_a_topic_stay_apart_and_one_headline_twice_joins():
+    index = StoryIndex(timedelta(days=14))
+    missile = extract_features("North Korea Fires Missile That Lands in Sea Near Japan", "")
+    index.add("missile", missile, "missile", T0)
+    index.add("car", extract_features("Rental Car", ""), "car", T0)
+    ransom = extract_features("More Evidence Points to North Korea in Ransomware Attack", "")
+    # it scores above the threshold, sharing two words: a topic, not the event
+    pair = index.score(ransom, "missile")
+    assert pair is not None and pair.score >= DEFAULT_THRESHOLD and pair.shared_count < 4
+    assert index.match(ransom, DEFAULT_THRESHOLD) is None
+    found = index.match(extract_features("Rental Car", ""), DEFAULT_THRESHOLD)
+    assert found is not None and found.story == "car"

@@ -7,7 +7,8 @@
     pairwise_quality(gold, predicted)  pairwise precision and recall of a clustering
 
 An item joins the story of its best-scoring candidate when the score reaches the threshold
-(`clustering.threshold` in feeds.yaml); otherwise it starts a story. Single link: a story
+(`clustering.threshold` in feeds.yaml) with evidence enough (`PairScore.joins`: 4 shared
+words, or the same headline); otherwise it starts a story. Single link: a story
 grows through any of its members, within the time window. See docs/clustering.md.
 
 Imports only `types` and its own modules; never storage, pipeline or cli.

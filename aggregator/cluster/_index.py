@@ -553,7 +553,7 @@ class StoryIndex:
                 if bounds[n] < floor - SLACK:
                     continue
             pair = score_pair(features, self._bags.features(entry.slot), idf)
-            if pair.score >= threshold:
+            if pair.joins(threshold):
                 if best is None or pair.score > best.pair.score:
                     best = Match(story=entry.story, item=key, pair=pair)
             elif semantic_open:  # once a lexical match is found, a semantic one never wins
@@ -580,7 +580,7 @@ class StoryIndex:
             key = self._slot_keys[slots[n]]
             entry = self._entries[key]
             pair = score_pair(features, self._bags.features(entry.slot), idf)
-            if pair.score >= threshold and (
+            if pair.joins(threshold) and (
                 best is None
                 or pair.score > best.pair.score
                 or (pair.score == best.pair.score and n < first)

@@ -49,6 +49,12 @@ YEAR_PENALTY = 0.25
 MISSING_NAME_PENALTY = 0.12  # per name of one headline absent from the other item
 MISSING_NAME_PENALTY_MAX = 0.24
 STATE_PENALTY = 0.2  # both name US states, none in common
+# A join needs evidence beyond a score: at least this many shared words (headline + lead),
+# unless each headline's words are (nearly) all in the other item. Two reports of one event
+# share its who, what and where; two items that merely share a topic ("North Korea",
+# "Trump", "data") share a word or three and, with short headlines, can still score 0.2.
+MIN_SHARED_WORDS = 4
+SAME_HEADLINE = 0.9
 RARE_IDF = 1.5  # a name counts as evidence above this idf
 # How far `upper_bounds` may fall below the exact score by rounding alone: its sums add the
 # same positive weights in another order, with numpy's log (relative error about 1e-15 per
@@ -71,6 +77,14 @@ class PairScore:
     year_conflict: bool = False
     missing_names: tuple[str, ...] = ()
     state_conflict: bool = False
+    shared_count: int = 0  # how many words the two share (`shared_words` lists 8 at most)
+
+    def joins(self, threshold: float) -> bool:
+        """Whether the pair is the same event: the score reaches `threshold`, and the two
+        share at least MIN_SHARED_WORDS words or each one's headline is in the other."""
+        return self.score >= threshold and (
+            self.shared_count >= MIN_SHARED_WORDS or self.title >= SAME_HEADLINE
+        )
 
     @property
     def signal(self) -> str:
@@ -144,6 +158,7 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
         year_conflict=year_conflict,
         missing_names=tuple(missing),
         state_conflict=state_conflict,
+        shared_count=len(shared),
     )
 
 
