@@ -804,3 +804,19 @@ def test_items_that_only_share_a_topic_stay_apart_and_one_headline_twice_joins()
     assert index.match(ransom, DEFAULT_THRESHOLD) is None
     found = index.match(extract_features("Rental Car", ""), DEFAULT_THRESHOLD)
     assert found is not None and found.story == "car"
+
+
+def test_an_origins_own_items_are_no_candidates_and_take_no_candidates_place():
+    index = StoryIndex(timedelta(days=14))
+    features = extract_features(*FOX)
+    for n in range(index.max_candidates + 6):  # the outlet's own copies, oldest
+        index.add(("fox", n), features, ("fox", n), T0, origin="fox")
+    index.add("wv", extract_features(*WVPRESS), "wv", T0, origin="wvpress")
+    assert index.candidates(features, origin="fox") == ["wv"]
+    found = index.match(features, DEFAULT_THRESHOLD, origin="fox")
+    assert found is not None and found.story == "wv"
+    # without an origin every copy is a candidate, and the first ones fill every place
+    assert len(index.candidates(features)) == index.max_candidates
+    assert "wv" not in index.candidates(features)
+    other = index.match(features, DEFAULT_THRESHOLD, origin="other")
+    assert other is not None and other.story[0] == "fox"

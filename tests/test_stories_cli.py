@@ -506,3 +506,47 @@ def test_no_source_hops_to_a_thread_once_the_window_index_is_built(newsroom, mon
     fetch_all(newsroom)
     assert hops == []
     assert len(weirton(stories_of(newsroom)).others) == 2  # matched against the index
+
+
+EPISODE = (
+    "Policing Matters podcast: how de-escalation training changes {topic}",
+    "In this episode of Policing Matters, host Jim Dudley talks with a training officer about "
+    "de-escalation and {topic}. Listen on Apple Podcasts, Spotify or wherever you get podcasts.",
+)
+
+
+def episode(guid: str, topic: str) -> tuple[str, str, str, str]:
+    title, text = EPISODE
+    return (
+        guid,
+        f"https://pod.example/{guid}",
+        title.format(topic=topic),
+        text.format(topic=topic),
+    )
+
+
+def test_an_outlets_own_items_never_join_each_other(tmp_path, http_server):
+    # A podcast's templated episodes share most of their words; joined, the digest would
+    # show one of them (a story lists each outlet once). Another outlet's copy still joins.
+    first = episode("e1", "street encounters")
+    http_server.routes["/pod.xml"] = static(feed(first))
+    http_server.routes["/other.xml"] = static(feed(("o0", "https://o.example/0", *TRAINING)))
+    config = make_config(
+        tmp_path, http_server, [src("pod", "/pod.xml"), src("other", "/other.xml")]
+    )
+    storage = open_storage(config.database, NOW)
+    try:
+        update(config, storage)
+        copy = ("o1", "https://o.example/e1", first[2], first[3])
+        http_server.routes["/pod.xml"] = static(feed(first, episode("e2", "crisis calls")))
+        http_server.routes["/other.xml"] = static(feed(copy))
+        later = NOW + timedelta(hours=6)
+        assert all(r.ok for r in update(config, storage, later, only_due=False))
+        story = {s.item.guid: s.story_id for s in storage.get_items()}
+        assert story["e2"] != story["e1"]  # the next episode is its own story
+        assert story["o1"] == story["e1"]  # another outlet's copy joins
+        pipeline.recluster(config, storage, later, NOW - timedelta(days=1))
+        story = {s.item.guid: s.story_id for s in storage.get_items()}
+        assert story["e2"] != story["e1"] and story["o1"] == story["e1"]
+    finally:
+        storage.close()

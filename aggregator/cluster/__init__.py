@@ -46,6 +46,7 @@ class Doc:
     title: str
     text: str
     when: datetime
+    origin: Hashable | None = None  # its source: a doc never joins through one of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,12 @@ def cluster_items(
                 exclude=no,
                 vector=vectors.get(doc.key),
                 semantic_threshold=semantic_threshold,
+                origin=doc.origin,
             )
             story = match.story if match is not None else doc.key
         story_of[doc.key] = story
         members.setdefault(story, []).append(doc.key)
-        index.add(doc.key, feats, story, doc.when, vectors.get(doc.key))
+        index.add(doc.key, feats, story, doc.when, vectors.get(doc.key), doc.origin)
         out[doc.key] = Assignment(doc.key, story, match)
     return [out[d.key] for d in docs]
 

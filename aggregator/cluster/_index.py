@@ -317,6 +317,10 @@ class StoryIndex:
         # item's slot lazily: look-ups skip the dead ones)
         self._slot_keys: list[Hashable] = []
         self._alive = np.zeros(1024, np.bool_)
+        # slot -> its item's origin (a number per origin, -1: none): an item never joins a
+        # story through an item of its own origin (its source)
+        self._origin = np.full(1024, -1, np.int32)
+        self._origins: dict[Hashable, int] = {}
         self._df: Counter[str] = Counter()
         # (when, n, key), a heap: items may arrive out of time order (a late feed).
         self._order: list[tuple[datetime, int, Hashable]] = []
@@ -349,8 +353,10 @@ class StoryIndex:
         story: Hashable,
         when: datetime,
         vector: Vector | None = None,
+        origin: Hashable | None = None,
     ) -> None:
-        """Index an item (a key already present is replaced); `vector` is its embedding."""
+        """Index an item (a key already present is replaced); `vector` is its embedding,
+        `origin` where it comes from (its source): see `match`."""
         if key in self._entries:
             self.remove(key)
         if self._vocabulary is None:
@@ -361,7 +367,10 @@ class StoryIndex:
         self._slot_keys.append(key)
         if slot >= len(self._alive):
             self._alive = np.concatenate((self._alive, np.zeros_like(self._alive)))
+            self._origin = np.concatenate((self._origin, np.full_like(self._origin, -1)))
         self._alive[slot] = True
+        if origin is not None:
+            self._origin[slot] = self._origins.setdefault(origin, len(self._origins))
         heapq.heappush(self._order, (when, slot, key))
         for token in set(_keys(features)):
             self._df[token] += 1
@@ -407,14 +416,17 @@ class StoryIndex:
                 dropped += 1
         return dropped
 
-    def candidates(self, features: Features) -> list[Hashable]:
-        """The indexed items sharing the most of this item's rarest words and numbers."""
-        return self.candidates_many([features])[0]
+    def candidates(self, features: Features, origin: Hashable | None = None) -> list[Hashable]:
+        """The indexed items sharing the most of this item's rarest words and numbers (none
+        of the same `origin`)."""
+        return self.candidates_many([features], origin)[0]
 
-    def candidates_many(self, batch: Sequence[Features]) -> list[list[Hashable]]:
+    def candidates_many(
+        self, batch: Sequence[Features], origin: Hashable | None = None
+    ) -> list[list[Hashable]]:
         """`candidates` of each item of `batch`, in one numpy pass over all their postings
         (issue 8: a source's new items are matched against the same window)."""
-        owner, slots = self._candidate_slots(batch)
+        owner, slots = self._candidate_slots(batch, origin)
         found: list[list[Hashable]] = [[] for _ in batch]
         keys = self._slot_keys
         for n, slot in zip(owner.tolist(), slots.tolist(), strict=True):
@@ -422,10 +434,11 @@ class StoryIndex:
         return found
 
     def _candidate_slots(
-        self, batch: Sequence[Features]
+        self, batch: Sequence[Features], origin: Hashable | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The candidates of every item of `batch` as (its item's position, its slot) pairs,
-        by item, each item's in the order `candidates` gives them."""
+        by item, each item's in the order `candidates` gives them; an item of `origin` is
+        none (it is not there for them)."""
         df, postings, weights = self._df, self._postings, self._weights
         lists: list[array[int]] = []
         probe_weights: list[float] = []
@@ -447,6 +460,9 @@ class StoryIndex:
         weight = np.repeat(np.array(probe_weights), list(map(len, lists)))
         item = np.repeat(np.arange(len(batch), dtype=np.int64), per_item)
         alive = self._alive[slots]
+        own = self._origins.get(origin) if origin is not None else None
+        if own is not None:
+            alive &= self._origin[slots] != own
         if not alive.all():
             slots, weight, item = slots[alive], weight[alive], item[alive]
         if not len(slots):
@@ -474,13 +490,21 @@ class StoryIndex:
         exclude: Collection[Hashable] = (),
         vector: Vector | None = None,
         semantic_threshold: float = 1.0,
+        origin: Hashable | None = None,
     ) -> Match | None:
         """The story whose best member scores highest against `features`, if it reaches
         `threshold`; stories in `exclude` (an editor's split) are never chosen. With a
         `vector`, a candidate below the lexical threshold may still match through the
-        semantic signal, if verified (see `_semantic.verified`); lexical matches win."""
+        semantic signal, if verified (see `_semantic.verified`); lexical matches win.
+        Items of the same `origin` (a source) are never candidates: an outlet's two items are
+        two articles (a podcast's episodes, a series' parts, a follow-up), and a story shows
+        each outlet once, so joining them would hide one."""
         return self.match_many(
-            [(features, vector)], threshold, exclude=exclude, semantic_threshold=semantic_threshold
+            [(features, vector)],
+            threshold,
+            exclude=exclude,
+            semantic_threshold=semantic_threshold,
+            origin=origin,
         )[0]
 
     def match_many(
@@ -490,11 +514,13 @@ class StoryIndex:
         *,
         exclude: Collection[Hashable] = (),
         semantic_threshold: float = 1.0,
+        origin: Hashable | None = None,
     ) -> list[Match | None]:
-        """`match` for each (features, vector) of `batch` against the index as it is
-        (nothing is added between them): the candidates found and bounded in one pass."""
+        """`match` for each (features, vector) of `batch` (all of one `origin`) against the
+        index as it is (nothing is added between them): the candidates found and bounded in
+        one pass."""
         features = [f for f, _ in batch]
-        owner, slots = self._candidate_slots(features)
+        owner, slots = self._candidate_slots(features, origin)
         if exclude and len(slots):
             keys, entries = self._slot_keys, self._entries
             kept = np.array([entries[keys[s]].story not in exclude for s in slots.tolist()], bool)

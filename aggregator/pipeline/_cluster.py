@@ -52,7 +52,9 @@ class RunClusterer:
     _index: StoryIndex | None = None
     _embed: Embed | None = None
     _embed_loaded: bool = False
-    _pending: list[tuple[int, Features, int, datetime, Vector | None]] = field(default_factory=list)
+    _pending: list[tuple[int, Features, int, datetime, Vector | None, str]] = field(
+        default_factory=list
+    )
     _group_features: dict[int, Features] = field(default_factory=dict)
     _group_vectors: dict[int, Vector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)  # prepare() runs in threads
@@ -151,6 +153,7 @@ class RunClusterer:
             [(self._group_features[g], self._group_vectors.get(g)) for g in firsts],
             self.settings.threshold,
             semantic_threshold=self.settings.semantic_threshold,
+            origin=new[0].source_id,  # a batch is one source's: none joins through its own
         )
         for group, match in zip(firsts, matches, strict=True):
             if match is not None:
@@ -197,15 +200,15 @@ class RunClusterer:
             vector = self._group_vectors.get(ref.group) if ref.group is not None else None
             if vector is not None:
                 vectors[item_id] = pack(vector)
-            self._pending.append((item_id, own, story_id, now, vector))
+            self._pending.append((item_id, own, story_id, now, vector, source_id))
         tx.add_story_links(links, now)  # new items: none has a link to replace
         if vectors:
             tx.set_item_vectors(MODEL, vectors)
 
     def commit(self) -> None:
         """The source's transaction committed: its items join the index."""
-        for item_id, features, story_id, when, vector in self._pending:
-            self.index.add(item_id, features, story_id, when, vector)
+        for item_id, features, story_id, when, vector, source_id in self._pending:
+            self.index.add(item_id, features, story_id, when, vector, source_id)
         self._pending.clear()
 
     def rollback(self) -> None:
@@ -239,7 +242,14 @@ def index_stored(index: StoryIndex, stored: StoredItem, vector: Vector | None = 
     key: Hashable = stored.id
     # The window is over first-seen times, as the query that fills it: a feed whose dates
     # lag (or lie, FAULTS C7) still meets this week's stories.
-    index.add(key, features_of(stored.item), stored.story_id, stored.first_seen, vector)
+    index.add(
+        key,
+        features_of(stored.item),
+        stored.story_id,
+        stored.first_seen,
+        vector,
+        stored.item.source_id,
+    )
 
 
 # --- leads and ranking for the outputs -------------------------------------------------------
@@ -368,7 +378,9 @@ def recluster(
             anchor.setdefault(inside, partners[partner].story_id)
         else:
             barred.setdefault(inside, set()).add(partners[partner].story_id)
-    docs = [Doc(s.id, s.item.title, s.item.summary_text, s.first_seen) for s in stored]
+    docs = [
+        Doc(s.id, s.item.title, s.item.summary_text, s.first_seen, s.item.source_id) for s in stored
+    ]
     window = timedelta(days=settings.window_days)
     # The semantic signal from the stored embeddings (nothing is embedded again here).
     stored_vectors: dict[Hashable, Vector] = (
