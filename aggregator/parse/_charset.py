@@ -109,12 +109,10 @@ def _as(
     markup: bytes, codec: str, *, warnings: list[str] | None = None, errors: str = "strict"
 ) -> Decoded:
     """The markup read in `codec` (a `UnicodeDecodeError` if strict and it does not fit)."""
-    encoded = markup if codec == _UTF8 and errors == "strict" else None
-    if encoded is None:
-        encoded = markup.decode(codec, errors).encode(_UTF8)
-    else:
-        markup.decode(codec)  # UTF-8 as it is, if it is UTF-8
-    return Decoded(encoded, codec, tuple(warnings or ()))
+    if codec == _UTF8 and errors == "strict":
+        markup.decode(_UTF8)  # raises unless it is UTF-8; then it is used as it is
+        return Decoded(markup, codec, tuple(warnings or ()))
+    return Decoded(markup.decode(codec, errors).encode(_UTF8), codec, tuple(warnings or ()))
 
 
 def _codec(name: str) -> str | None:
