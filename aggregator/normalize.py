@@ -27,6 +27,9 @@ MAX_TITLE_CHARS = 300
 MAX_CONTENT_CHARS = 100_000  # before sanitizing: nh3 is fast, but not free on 5 MB of markup
 MAX_URL_CHARS = 2048
 UNTITLED = "(untitled)"
+# FAULTS C4: a title more than this share U+FFFD is flagged (its source's bytes were damaged
+# before we read them, or do not decode in any encoding tried).
+MAX_REPLACEMENT_SHARE = 0.05
 
 # Parameters that only say where a click came from; removing them lets two outlets' links
 # to the same page meet. Prefixes end with "_".
@@ -254,6 +257,11 @@ def normalize_entry(entry: Entry, source_id: str) -> Item | None:
         published_raw=published_raw or None,
         author=(author or None) and author[:200],
     )
+
+
+def replacement_flood(text: str) -> bool:
+    """More than MAX_REPLACEMENT_SHARE of `text` is U+FFFD, the mark of undecodable bytes."""
+    return text.count("\ufffd") > MAX_REPLACEMENT_SHARE * len(text)
 
 
 def truncated_fields(entry: Entry, item: Item) -> tuple[str, ...]:

@@ -284,6 +284,17 @@ def test_c4_an_encoding_override_is_a_warning(serve):
     assert any(w.startswith("encoding_override") for w in out.bad.warnings), out.bad.warnings
 
 
+def test_c4_titles_flooded_with_replacement_characters_are_flagged_and_kept(serve):
+    damaged = "Police \ufffd\ufffd\ufffd\ufffd training"  # the publisher's own damage
+    fine = "Police training for calm encounters in every district \ufffd"  # one in 55
+    body = rss(item("g1", "https://bad.example.org/1", damaged), item("g2", title=fine))
+    out = serve(body)
+    assert out.bad.ok, out.bad.error
+    assert sorted(i.item.title for i in out.items) == sorted([damaged, fine])  # nothing lost
+    [warning] = [w for w in out.bad.warnings if w.startswith("encoding_damage")]
+    assert warning.startswith("encoding_damage: 1 titles") and "Police" in warning
+
+
 def _page(titles: list[str], head: str = "") -> str:
     items = "".join(
         f'<li><h2><a href="/a/{n}">{t}</a></h2><p>Officers train, story {n}.</p></li>'

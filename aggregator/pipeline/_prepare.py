@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aggregator.classify import Classifier, make_classifier
 from aggregator.cluster import Features, extract_features
 from aggregator.dedupe import disambiguate_guids
-from aggregator.normalize import normalize_entry, truncated_fields
+from aggregator.normalize import normalize_entry, replacement_flood, truncated_fields
 from aggregator.parse import parse_fetched
 from aggregator.pipeline._timing import Laps
 from aggregator.types import (
@@ -75,6 +75,12 @@ def prepare_items(
         plural = {"title": "titles", "summary": "summaries"}
         counts = ", ".join(f"{n} {plural[f]}" for f, n in sorted(truncated.items()))
         warnings.append(f"truncated oversized fields: {counts}")
+    damaged = [i.title for i in items if replacement_flood(i.title)]
+    if damaged:  # FAULTS C4: stored all the same, and the editor told
+        warnings.append(
+            f"encoding_damage: {len(damaged)} titles are more than 5% U+FFFD (bytes that "
+            f"do not decode), e.g. {damaged[0][:80]!r}; check the source's charset"
+        )
     items = disambiguate_guids(items)
     if len(items) > limit:
         # Keep the newest: a 10,000-item archive feed must not flood one run.
