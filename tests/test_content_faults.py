@@ -292,7 +292,7 @@ def test_c4_titles_flooded_with_replacement_characters_are_flagged_and_kept(serv
     assert out.bad.ok, out.bad.error
     assert sorted(i.item.title for i in out.items) == sorted([damaged, fine])  # nothing lost
     [warning] = [w for w in out.bad.warnings if w.startswith("encoding_damage")]
-    assert warning.startswith("encoding_damage: 1 titles") and "Police" in warning
+    assert warning.startswith("encoding_damage: 1 title is more than 5%") and "Police" in warning
 
 
 def _page(titles: list[str], head: str = "") -> str:

@@ -77,9 +77,10 @@ def prepare_items(
         warnings.append(f"truncated oversized fields: {counts}")
     damaged = [i.title for i in items if replacement_flood(i.title)]
     if damaged:  # FAULTS C4: stored all the same, and the editor told
+        many = f"{len(damaged)} titles are" if len(damaged) > 1 else "1 title is"
         warnings.append(
-            f"encoding_damage: {len(damaged)} titles are more than 5% U+FFFD (bytes that "
-            f"do not decode), e.g. {damaged[0][:80]!r}; check the source's charset"
+            f"encoding_damage: {many} more than 5% U+FFFD (bytes that do not decode), "
+            f"e.g. {damaged[0][:80]!r}; check the source's charset"
         )
     items = disambiguate_guids(items)
     if len(items) > limit:
