@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 from aggregator.classify import Classifier, make_classifier
 from aggregator.cluster import Features, extract_features
 from aggregator.dedupe import disambiguate_guids
-from aggregator.normalize import normalize_entry, replacement_flood, truncated_fields
+from aggregator.normalize import (
+    MAX_REPLACEMENT_SHARE,
+    normalize_entry,
+    replacement_flood,
+    truncated_fields,
+)
 from aggregator.parse import parse_fetched
 from aggregator.pipeline._timing import Laps
 from aggregator.types import (
@@ -79,7 +84,8 @@ def prepare_items(
     if damaged:  # FAULTS C4: stored all the same, and the editor told
         many = f"{len(damaged)} titles are" if len(damaged) > 1 else "1 title is"
         warnings.append(
-            f"encoding_damage: {many} more than 5% U+FFFD (bytes that do not decode), "
+            f"encoding_damage: {many} more than {MAX_REPLACEMENT_SHARE:.0%} U+FFFD (bytes that "
+            "do not decode), "
             f"e.g. {damaged[0][:80]!r}; check the source's charset"
         )
     items = disambiguate_guids(items)
