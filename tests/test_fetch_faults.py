@@ -34,6 +34,7 @@ import pytest
 
 from aggregator.exceptions import FetchError
 from aggregator.fetch import GuardedTransport, fetch_source, make_client, system_resolver
+from aggregator.fetch._asyncio import AsyncioBackend
 from aggregator.fetch._guard import is_public_address
 from aggregator.fetch._response import BoundedDecoder, Undecodable, parse_retry_after
 from aggregator.fetch._retry import retry_delay
@@ -74,7 +75,7 @@ class FakeInternet(httpcore.AsyncNetworkBackend):
     """The backend that opens sockets: routes PUBLIC_IP to 127.0.0.1; records what it did."""
 
     def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
+        self.inner = AsyncioBackend()  # the backend production connects with
         self.connects: list[tuple[str, int]] = []
         self.sni: list[str | None] = []
 

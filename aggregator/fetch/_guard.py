@@ -5,9 +5,10 @@ public (`is_public_address`), and connects to one of those vetted addresses. Bec
 address that is checked is the address that is connected, a DNS answer that flips from
 public to private between two lookups (rebinding) cannot slip through, and every redirect
 hop goes through the same check. TLS is untouched: httpcore takes the SNI name and the
-certificate host from the request's URL, not from the TCP address.
+certificate host from the request's URL, not from the TCP address. The backend that really
+connects is `_asyncio.AsyncioBackend` unless a caller (a test) gives another.
 
-Imports nothing from the package.
+Imports only the fetch stage's own `_asyncio`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import httpcore
+
+from aggregator.fetch._asyncio import AsyncioBackend
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -103,7 +106,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         resolver: Resolver = system_resolver,
         allow_private: bool = False,
     ) -> None:
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
+        self._inner = inner if inner is not None else AsyncioBackend()
         self._resolver = resolver
         self._allow_private = allow_private
 
