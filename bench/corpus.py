@@ -293,11 +293,7 @@ def generate_corpus(
     """`sources` documents of `items` entries each; 12% of the stories repeated elsewhere."""
     rng = random.Random(seed)
     topics = list(TOPICS)
-    kinds: list[str] = []
-    for kind, share in MIX:
-        kinds += [kind] * round(sources * share)
-    kinds = (kinds + ["rss"] * sources)[:sources]
-    rng.shuffle(kinds)
+    kinds = _kinds(rng, sources)
     # Each source's own stories first; then a share of all slots is given to stories of
     # other sources (with a reworded title and a tracked link).
     own = [
@@ -324,6 +320,23 @@ def generate_corpus(
         body, ctype = render(rng, s, topic, entries, now)
         documents.append(Document(path, kind, topic, body, ctype))
     return Corpus(tuple(documents), items=sources * items, duplicates=duplicates)
+
+
+def _kinds(rng: random.Random, sources: int) -> list[str]:
+    """Each source's format, in the MIX's shares, shuffled (the first use of `rng`)."""
+    kinds: list[str] = []
+    for kind, share in MIX:
+        kinds += [kind] * round(sources * share)
+    kinds = (kinds + ["rss"] * sources)[:sources]
+    rng.shuffle(kinds)
+    return kinds
+
+
+def source_paths(sources: int, *, seed: int = 8) -> list[tuple[str, str]]:
+    """(path, kind) of every document `generate_corpus` makes for the same arguments, without
+    making them: a measured process that only needs the URLs never holds the bodies."""
+    kinds = _kinds(random.Random(seed), sources)
+    return [(f"/s/{s:05d}.{_EXT[kind]}", kind) for s, kind in enumerate(kinds)]
 
 
 _EXT = {"rss": "xml", "atom": "atom", "json": "json", "page": "html"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import STAGES, main
-from bench.corpus import MIX, fixed_now, generate_corpus
+from bench.corpus import MIX, fixed_now, generate_corpus, source_paths
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,9 @@ def test_corpus_mixes_formats_and_repeats_stories() -> None:
             for d in corpus.documents
             if d.kind == kind
         )
+    # the measured processes take the URLs from `source_paths`, which makes no bodies
+    assert source_paths(200) == [(d.path, d.kind) for d in corpus.documents]
+    assert source_paths(7) == [(d.path, d.kind) for d in generate_corpus(7, fixed_now()).documents]
 
 
 def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
