@@ -52,6 +52,7 @@ __all__ = [
     "BudgetExceeded",
     "WorkerPool",
     "default_pool_size",
+    "exit_description",
 ]
 
 T = TypeVar("T")
@@ -68,9 +69,10 @@ class BudgetExceeded(Exception):
     Not an AggregatorError: the caller knows the source and wraps it in a ParseError.
     """
 
-    def __init__(self, kind: BudgetKind, message: str) -> None:
+    def __init__(self, kind: BudgetKind, message: str, exitcode: int | None = None) -> None:
         self.kind: BudgetKind = kind
         self.message = message
+        self.exitcode = exitcode  # of a worker that died (parse_crash)
         super().__init__(f"{kind}: {message}")
 
 
@@ -187,12 +189,12 @@ def _portable(error: BaseException) -> BaseException:
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, ctx: Any, memory_bytes: int | None) -> None:
+    def __init__(self, ctx: Any, memory_bytes: int | None, name: str) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn: Connection = parent
         self.reaped = False
         self.process: BaseProcess = ctx.Process(
-            target=_worker_main, args=(child, memory_bytes), name="aggregator-parse", daemon=True
+            target=_worker_main, args=(child, memory_bytes), name=name, daemon=True
         )
         try:
             self.process.start()
@@ -241,13 +243,15 @@ class WorkerPool:
         self,
         size: int | None = None,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         memory_bytes: int | None = DEFAULT_MEMORY_MB * 1024 * 1024,
         preload: Sequence[str] = (),
+        name: str = "aggregator-parse",
     ) -> None:
         self.size = max(1, size if size else default_pool_size())
-        self.timeout = timeout
+        self.timeout = timeout  # None: a call may take as long as it takes
         self.memory_bytes = memory_bytes
+        self.name = name  # of the worker processes
         self._ctx = multiprocessing.get_context(_start_method())
         self._holds_server = self._ctx.get_start_method() == "forkserver"
         if self._holds_server:
@@ -334,7 +338,8 @@ class WorkerPool:
             data = worker.conn.recv_bytes()
         except (EOFError, OSError) as e:
             worker.process.join(_JOIN_TIMEOUT)
-            raise BudgetExceeded("parse_crash", _crash_message(worker.process.exitcode)) from e
+            code = worker.process.exitcode
+            raise BudgetExceeded("parse_crash", _crash_message(code), code) from e
         reply: tuple[Any, ...] = pickle.loads(data)
         return reply
 
@@ -342,7 +347,7 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
-            worker = _Worker(self._ctx, self.memory_bytes)
+            worker = _Worker(self._ctx, self.memory_bytes, self.name)
             self._live.add(worker)
             return worker
 
@@ -409,14 +414,18 @@ def _unwrap(reply: tuple[Any, ...], memory_bytes: int | None) -> Any:
     raise RuntimeError(f"unexpected reply from a parse worker: {reply!r}")
 
 
-def _crash_message(exitcode: int | None) -> str:
+def exit_description(exitcode: int | None) -> str:
+    """How a process ended: "signal SIGKILL", "exit code 1"."""
     if exitcode is not None and exitcode < 0:
         try:
-            how = f"signal {signal.Signals(-exitcode).name}"
+            return f"signal {signal.Signals(-exitcode).name}"
         except ValueError:
-            how = f"signal {-exitcode}"
-    else:
-        how = f"exit code {exitcode}"
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _crash_message(exitcode: int | None) -> str:
+    how = exit_description(exitcode)
     # A native parser (libxml2, nh3) that runs out of the address-space budget aborts or
     # crashes rather than raising MemoryError, so a crash may be a memory overrun too.
     return (

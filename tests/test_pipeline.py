@@ -126,7 +126,7 @@ def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, 
     afterwards, also when a source fails."""
     import gc
 
-    from aggregator.pipeline import _update
+    from aggregator.pipeline import _store
 
     http_server.routes["/ok.xml"] = static(
         rss(("g", "https://news.example.org/1", "Police training story"))
@@ -152,7 +152,7 @@ def test_fewer_collections_while_updating_then_as_before(tmp_path, http_server, 
     finally:
         gc.set_threshold(*before)
     assert sorted(r.ok for r in results) == [False, True]
-    raised = (_update.GC_GEN0_THRESHOLD, 10, _update.GC_GEN2_THRESHOLD)
+    raised = (_store.GC_GEN0_THRESHOLD, 10, _store.GC_GEN2_THRESHOLD)
     assert during == [raised] * 2
 
 

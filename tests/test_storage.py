@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import open_storage
+from aggregator.storage import SqlStorage, open_storage
 from aggregator.storage._schema import LATEST
 from aggregator.types import Item, Placement, SourceState, Validators
 
@@ -261,3 +261,19 @@ def test_delivery_ledger(storage):
     assert rows[ids[1]].attempts == 2 and rows[ids[1]].reply == "451 later"
     todo = storage.get_deliveries(issue.id, statuses=["pending", "failed_temp"])
     assert [d.subscriber_id for d in todo] == ids[1:]
+
+
+def test_shared_url_opens_the_same_database_from_another_process(tmp_path, monkeypatch):
+    """issue 8: the store process reopens the run's database by this URL."""
+    monkeypatch.chdir(tmp_path)
+    relative = open_storage("sqlite:///data/a.db", NOW)
+    memory = open_storage("sqlite://", NOW)
+    try:
+        assert relative.shared_url() == f"sqlite:///{tmp_path / 'data' / 'a.db'}"
+        assert memory.shared_url() is None  # another process would see an empty database
+    finally:
+        relative.close()
+        memory.close()
+    pg = "postgresql+psycopg://u:secret@db.example.org:5432/news?options=-csearch_path%3Dx"
+    # as given, password and all
+    assert SqlStorage(sqlalchemy.create_engine(pg), pg).shared_url() == pg

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
         probe_url,
         source_health,
     )
+    from aggregator.pipeline._store import store_items
     from aggregator.pipeline._timing import StageTimes
     from aggregator.pipeline._update import (
         MAX_BACKOFF,
@@ -74,7 +75,6 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
         backoff,
         is_due,
         open_client,
-        store_items,
         update_sources,
     )
 
@@ -195,6 +195,7 @@ __getattr__, __dir__ = lazy_names(
             "_outputs",
             "_send",
             "_sources",
+            "_store",
             "_timing",
             "_update",
             "_web",

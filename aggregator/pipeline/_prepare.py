@@ -9,6 +9,7 @@ HTTP client or the renderers: about 20 MB less in every worker (issue 8).
 from __future__ import annotations
 
 import functools
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,31 @@ class Prepared:
     # issue 8: each item's clustering features, aligned with `items` (empty: not computed),
     # extracted in the parse worker so the main process only matches
     features: tuple[Features, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBytes:
+    """A `Prepared` as the parse worker pickled it, for a store process (issue 8): the main
+    process passes `payload` on unread and reads only what is beside it."""
+
+    payload: bytes
+    count: int  # of items
+    skipped: int
+    warnings: tuple[str, ...]
+    times: tuple[tuple[str, float, float], ...] = field(default=(), compare=False)
+
+    @classmethod
+    def pack(cls, prepared: Prepared) -> PreparedBytes:
+        payload = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+        return cls(payload, prepared.count, prepared.skipped, prepared.warnings, prepared.times)
+
+    def unpack(self) -> Prepared:
+        prepared: Prepared = pickle.loads(self.payload)
+        return prepared
 
 
 def prepare_items(
@@ -125,10 +151,12 @@ def _prepare_in_worker(
     examples: tuple[Example, ...] = (),  # issue 5: the learned layer's training data
     settings: ClassifySettings = _DEFAULT_CLASSIFY,
     cluster: bool = False,  # issue 8: extract the items' clustering features here too
-) -> Prepared:
+    packed: bool = False,  # issue 8: pickled here, for a store process
+) -> Prepared | PreparedBytes:
     """prepare_items as a parse worker runs it: the classifier is compiled once per worker."""
     classifier = _worker_classifier(sections, topic, examples, settings)
-    return prepare_items(fetched, source, classifier, limit, cluster=cluster)
+    prepared = prepare_items(fetched, source, classifier, limit, cluster=cluster)
+    return PreparedBytes.pack(prepared) if packed else prepared
 
 
 @functools.lru_cache(maxsize=4)

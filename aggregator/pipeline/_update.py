@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +19,6 @@ import httpx
 from aggregator._budget import BudgetExceeded, WorkerPool
 from aggregator._version import __version__
 from aggregator.classify import Classifier
-from aggregator.dedupe import assign_stories, item_keys
 from aggregator.exceptions import FetchError, ParseError, SourceError, StorageError
 from aggregator.fetch import Resolver, fetch_source, make_client, system_resolver
 from aggregator.pipeline._cluster import RunClusterer  # issue 4
@@ -30,30 +27,25 @@ from aggregator.pipeline._examples import (  # issue 5
     make_run_classifier,
     worker_settings,
 )
-from aggregator.pipeline._prepare import Prepared, _prepare_in_worker
+from aggregator.pipeline._prepare import Prepared, PreparedBytes, _prepare_in_worker
+from aggregator.pipeline._store import (  # issue 8
+    STORE_PROCESS_MIN_SOURCES,
+    StoreProcess,
+    fewer_collections,
+    store_items,
+    success_state,
+)
 from aggregator.pipeline._timing import StageTimes
-from aggregator.storage import StorageType
+from aggregator.storage import SqlStorage, StorageType
 from aggregator.types import (
     DEFAULT_MAX_ITEMS_PER_RUN,
     Config,
-    Fetched,
     Source,
     SourceResult,
     SourceState,
 )
 
 MAX_BACKOFF = timedelta(hours=24)
-# issue 8: the collector's thresholds while sources are updated (put back when the update
-# ends). A first cycle allocates millions of objects that stay (the window index, the items).
-# The youngest generation: at CPython's default of 700 allocations the collector ran about
-# 900 times over the benchmark's matching alone (1.1 CPU s), at 10,000 about 60 times
-# (0.3 s). The oldest: each full collection walks every live object, and a growing heap
-# triggers one at every quarter of growth; at the default of 10 a 1,000-source first cycle
-# made 12 of them (1.0 s), at 100 one (0.2 s). Cyclic garbage still dies young in the two
-# younger generations; what reaches the oldest waits longer (at most until the update ends).
-GC_GEN0_THRESHOLD = 10_000
-GC_GEN2_THRESHOLD = 100
-
 Progress = Callable[[SourceResult], None]
 
 
@@ -68,82 +60,6 @@ def backoff(interval: timedelta, failures: int) -> timedelta:
     """Delay before retrying a source that failed `failures` times in a row."""
     delay: timedelta = interval * (2 ** max(0, failures - 1))
     return min(MAX_BACKOFF, delay)
-
-
-def store_items(
-    storage: StorageType,
-    source: Source,
-    prepared: Prepared,
-    fetched: Fetched,
-    state: SourceState,
-    now: datetime,
-    timings: StageTimes | None = None,
-    clusterer: RunClusterer | None = None,
-) -> tuple[int, int]:
-    """Write a source's new items and its fetch state in one transaction.
-
-    Returns (new, seen). Items already stored (same GUID in the source) keep their
-    first-seen time and placement; only their last-seen time moves. With a `clusterer`
-    (issue 4), an item that would start a story joins a stored one about the same event.
-    """
-    items = [item for item, _ in prepared.items]
-    if clusterer is not None:
-        clusterer.rollback()  # nothing queued by a transaction that failed
-    with storage.transaction() as tx:
-        existing = tx.get_item_ids(source.id, [i.guid for i in items])
-        new = [(i, p) for i, p in prepared.items if i.guid not in existing]
-        # issue 8: the features the parse worker extracted, aligned with `new` (None: the
-        # clusterer extracts them itself)
-        features = (
-            [f for i, f in zip(items, prepared.features, strict=True) if i.guid not in existing]
-            if prepared.features
-            else None
-        )
-        if existing:
-            tx.touch_items(list(existing.values()), now)
-        with timings.measure("cluster") if timings is not None else contextlib.nullcontext():
-            keys = sorted({k for item, _ in new for k in item_keys(item)})
-            known = tx.get_story_ids(keys) if keys else {}
-            refs = assign_stories([i for i, _ in new], known)
-            # issue 4: a group that would start a story may join a stored one instead
-            matches = (
-                clusterer.match_groups([i for i, _ in new], refs, features) if clusterer else {}
-            )
-        # Batched (issue 8): the new stories in one statement, the new items in another.
-        groups = sorted(
-            {r.group for r in refs if r.story_id is None and r.group is not None} - set(matches)
-        )
-        new_story = dict(zip(groups, tx.add_stories(now, len(groups)), strict=True))
-        new_story.update({g: cast(int, m.story) for g, m in matches.items()})  # issue 4
-        rows = []
-        for (item, placement), ref in zip(new, refs, strict=True):
-            story_id = ref.story_id if ref.story_id is not None else new_story[ref.group or 0]
-            rows.append((item, story_id, placement))
-        tx.add_items(rows, now)
-        if clusterer is not None:  # issue 4: why each item is in its story
-            news = [i for i, _ in new]
-            ids = [story_id for _, story_id, _ in rows]
-            clusterer.record(tx, source.id, news, refs, ids, known, matches, now, features)
-        tx.set_source_state(_success_state(state, source, fetched, now))
-    if clusterer is not None:
-        clusterer.commit()
-    return len(new), len(existing)
-
-
-def _success_state(
-    state: SourceState, source: Source, fetched: Fetched, now: datetime
-) -> SourceState:
-    return dataclasses.replace(
-        state,
-        validators=fetched.validators,
-        last_attempt=now,
-        last_success=now,
-        last_status=fetched.status,
-        failures=0,
-        error_kind=None,
-        error=None,
-        next_due=now + source.interval,
-    )
 
 
 def _store_not_modified(storage: StorageType, states: list[SourceState], times: StageTimes) -> None:
@@ -220,6 +136,23 @@ def _reclassified(prepared: Prepared, source: Source, classifier: Classifier) ->
     return dataclasses.replace(prepared, items=tuple(zip(items, placements, strict=True)))
 
 
+# What the fork server imports once for every worker: the parse workers' stages (the store
+# process imports the store's on its first call).
+_PRELOAD = ("aggregator.pipeline._prepare",)
+
+
+def _store_process_url(
+    config: Config, storage: StorageType, sources: int, wanted: bool | None
+) -> str | None:
+    """The database URL for a store process, or None: this run stores on a thread."""
+    if wanted is False or (wanted is None and sources < STORE_PROCESS_MIN_SOURCES):
+        return None
+    if not isinstance(storage, SqlStorage) or config.clustering.semantic == "on":
+        # a stand-in's behaviour is this process's; `on` must fail here if it cannot load
+        return None
+    return storage.shared_url()
+
+
 def _parse_pool(config: Config) -> WorkerPool:
     """This run's parse workers (started on first use, so a run of 304s starts none)."""
     return WorkerPool(
@@ -227,7 +160,7 @@ def _parse_pool(config: Config) -> WorkerPool:
         timeout=config.fetch.parse_timeout,
         memory_bytes=config.fetch.parse_memory_mb * 1024 * 1024,
         # the fork server imports the worker's stages once for every worker
-        preload=("aggregator.pipeline._prepare",),
+        preload=_PRELOAD,
     )
 
 
@@ -242,12 +175,15 @@ async def update_sources(
     progress: Progress | None = None,
     resolver: Resolver = system_resolver,
     timings: StageTimes | None = None,
+    store_process: bool | None = None,
 ) -> list[SourceResult]:
     """Fetch the (due) sources concurrently and store what they yield; one result each.
 
     A source's failure is recorded in its state (failure streak, backoff) and returned as
     a result with the error; its stored items are not touched. `timings`, if given, gets
-    each stage's wall and CPU time added (see `_timing`).
+    each stage's wall and CPU time added (see `_timing`). `store_process`: store in a
+    process of its own (True), on a thread (False), or by the run's size (None; see
+    `_store`); a storage that another process cannot open is always stored on a thread.
     """
     times = timings if timings is not None else StageTimes()
     cpu0 = time.process_time()
@@ -260,8 +196,15 @@ async def update_sources(
     ]
     pool = _parse_pool(config)  # closed below, after the last source
     not_modified: list[SourceState] = []  # issue 8: stored together at the end
-    # issue 4: the stories of the last N days, indexed once per run
-    clusterer = RunClusterer.load(storage, config.clustering, now) if sources else None
+    # issue 8: a large run stores in a process of its own (see `_store`), else on a thread
+    url = _store_process_url(config, storage, len(sources), store_process)
+    clustering = config.clustering if config.clustering.enabled else None
+    remote = StoreProcess(url, clustering, now, _PRELOAD) if url is not None else None
+    # issue 4: the stories of the last N days, indexed once per run (by the store process's
+    # own clusterer, if there is one)
+    clusterer = (
+        RunClusterer.load(storage, config.clustering, now) if sources and remote is None else None
+    )
     limits = _HostLimits(config.fetch.concurrency, config.fetch.per_host)
     # issue 5: example files and editors' corrections, read once per run
     examples = load_examples(config, storage) if sources else ()
@@ -272,6 +215,7 @@ async def update_sources(
     # to keep every fetch slot and every parse worker busy, with a queue of one per worker.
     in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
+    remote_cpu = [0.0]  # what the store process spent (not this process's CPU)
     # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
     store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
 
@@ -292,7 +236,7 @@ async def update_sources(
                 )
                 times.add("fetch", time.perf_counter() - w0, 0.0)
             if fetched.not_modified:
-                not_modified.append(_success_state(state, source, fetched, now))
+                not_modified.append(success_state(state, source, fetched, now))
                 return SourceResult(source.id, fetched.url, not_modified=True)
             try:
                 prepared = await pool.run_async(
@@ -304,11 +248,14 @@ async def update_sources(
                     DEFAULT_MAX_ITEMS_PER_RUN,
                     examples,
                     in_worker,
-                    clusterer is not None,
+                    clustering is not None and bool(sources),
+                    remote is not None,
                 )
             except BudgetExceeded as e:  # out of time or memory, or the worker died
                 raise ParseError(source.id, fetched.url, e.kind, e.message) from e
-            if in_worker != config.classify and prepared.items:  # issue 5: embeddings
+            if in_worker != config.classify and prepared.count:  # issue 5: embeddings
+                if isinstance(prepared, PreparedBytes):
+                    prepared = prepared.unpack()
                 if not main_classifier:
                     main_classifier.append(make_run_classifier(config, examples))
                 prepared = await asyncio.to_thread(
@@ -316,12 +263,24 @@ async def update_sources(
                 )
             times.add_all(prepared.times)
             worker_cluster_cpu[0] += sum(c for s, _, c in prepared.times if s == "cluster")
-            if clusterer is not None and prepared.items and not clusterer.prepared:
+            if clusterer is not None and prepared.count and not clusterer.prepared:
                 # issue 4, review finding 12: the window index is built off the event loop,
                 # before the write lock (once; issue 8: no thread hop per source after that)
                 await asyncio.to_thread(clusterer.prepare)
 
             def store() -> tuple[int, int]:
+                if remote is not None:
+                    there = StageTimes()
+                    try:
+                        return remote.store(source, prepared, fetched, state, there)
+                    finally:
+                        times.add_all(
+                            tuple(
+                                (stage, there.wall[stage], there.cpu[stage]) for stage in there.wall
+                            )
+                        )
+                        remote_cpu[0] += sum(there.cpu.values())
+                assert isinstance(prepared, Prepared)
                 with times.measure("store"):
                     return store_items(
                         storage, source, prepared, fetched, state, now, times, clusterer
@@ -362,25 +321,28 @@ async def update_sources(
             )
 
     results: list[SourceResult] = []
-    thresholds = gc.get_threshold()
-    gc.set_threshold(
-        max(thresholds[0], GC_GEN0_THRESHOLD), thresholds[1], max(thresholds[2], GC_GEN2_THRESHOLD)
-    )
     try:
-        for task in asyncio.as_completed([one(s) for s in sources]):
-            result = await task
-            results.append(result)
-            if progress is not None:
-                progress(result)
+        with fewer_collections():
+            # started in the order listed (as_completed alone would start them in a set's
+            # order): with one fetch at a time, a run stores its sources in that order
+            tasks = [asyncio.ensure_future(one(s)) for s in sources]
+            for task in asyncio.as_completed(tasks):
+                result = await task
+                results.append(result)
+                if progress is not None:
+                    progress(result)
     finally:
         # a store the run stopped waiting for (cancelled) still finishes before these
         await asyncio.to_thread(store_thread.shutdown)
+        if remote is not None:
+            await asyncio.to_thread(remote.close)
         await asyncio.to_thread(pool.close)
         _store_not_modified(storage, not_modified, times)
-        gc.set_threshold(*thresholds)
     # The event loop's own CPU (HTTP, and the parse workers' replies unpickled) is what the
-    # process spent besides storing.
-    other = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster")) - worker_cluster_cpu[0]
+    # process spent besides storing (the parse workers' and the store process's CPU is not
+    # this process's).
+    measured = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster"))
+    other = measured - worker_cluster_cpu[0] - remote_cpu[0]
     times.cpu["fetch"] = max(0.0, time.process_time() - cpu0 - other)
     order = {s.id: n for n, s in enumerate(config.sources)}
     results.sort(key=lambda r: order[r.source_id])

@@ -639,6 +639,21 @@ class SqlStorage(
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
         self.url = _redact(url)
+        self._url = url
+
+    def shared_url(self) -> str | None:
+        """The URL with which another process opens this same database (issue 8: the store
+        process), a SQLite file's path made absolute; None for an in-memory database."""
+        parsed = make_url(self._url)
+        if parsed.get_backend_name() != "sqlite":
+            return self._url
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            return None
+        if database.startswith("file:"):
+            return None  # a URI filename: left as it is, to this process
+        absolute = str(Path(database).resolve())
+        return parsed.set(database=absolute).render_as_string(hide_password=False)
 
     @functools.cached_property
     def _fast(self) -> FastSql:

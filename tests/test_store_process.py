@@ -1,0 +1,239 @@
+"""issue 8: a large run's stores in a process of their own (`pipeline/_store.py`).
+
+The same sources stored through the store process and on the store thread give the same
+items, stories and links; a database error fails only its source; a store process that dies
+costs the source it was storing, and the next source opens the session again; a run of 304s
+starts no process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from aggregator import pipeline
+from aggregator.config import load_config
+from aggregator.pipeline import _store, _update
+from aggregator.storage import StorageType, open_storage
+from aggregator.types import Config, SourceResult
+from bench.corpus import fixed_now, generate_corpus
+from tests.httpserver import conditional
+
+NOW = fixed_now()
+
+pytestmark = pytest.mark.slow
+
+
+def serve_corpus(http_server: Any, n: int) -> list[str]:
+    """`n` generated sources (12% of their stories shared) on the test server; their ids."""
+    ids = []
+    for k, doc in enumerate(generate_corpus(n, NOW).documents):
+        http_server.routes[doc.path] = conditional(doc.body, f'"{k}"')
+        ids.append(f"c{k}:{doc.path}")
+    return ids
+
+
+def corpus_config(tmp_path: Path, http_server: Any, ids: list[str], database: str) -> Config:
+    sources = "\n".join(
+        f"  - {{id: {i.split(':')[0]}, name: {i.split(':')[0]}, "
+        f"url: '{http_server.base}{i.split(':', 1)[1]}'}}"
+        for i in ids
+    )
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        f"""
+newsletter: {{title: T, link: "https://t.example.org/", description: d, timezone: UTC}}
+storage: {{database: "{database}"}}
+output: {{dir: out}}
+fetch: {{allow_private_network: true, concurrency: 1, per_host: 1, parse_workers: 1}}
+clustering: {{semantic: "off"}}
+sources:
+{sources}
+sections:
+  - {{id: politics, title: Politics, rules: [parliament, election, coalition, chancellor]}}
+  - {{id: sport, title: Sport, rules: [cup, transfer, striker, league, derby]}}
+"""
+    )
+    return load_config(path)
+
+
+def update(config: Config, storage: StorageType, **kw: Any) -> list[SourceResult]:
+    async def go() -> list[SourceResult]:
+        async with pipeline.open_client(config) as client:
+            return await pipeline.update_sources(config, storage, client, NOW, **kw)
+
+    return asyncio.run(go())
+
+
+def outcome(storage: StorageType) -> tuple[list[tuple[str, str, int]], list[object]]:
+    stored = sorted(storage.get_items(), key=lambda s: s.id)
+    links = storage.get_story_links([s.id for s in stored])
+    return (
+        [(s.item.source_id, s.item.guid, s.story_id) for s in stored],
+        [dataclasses.replace(links[s.id], created=None) for s in stored if s.id in links],
+    )
+
+
+class Watched(_store.StoreProcess):
+    """The run's StoreProcess, kept for the test to look at (and to kill its process)."""
+
+    made: ClassVar[list[Watched]] = []
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.starts = 0
+        start = self._pool._start
+
+        def counted() -> Any:
+            self.starts += 1
+            return start()
+
+        self._pool._start = counted  # type: ignore[method-assign]
+        Watched.made.append(self)
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._pool._live if w.process.pid is not None]
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> list[Watched]:
+    Watched.made = []
+    monkeypatch.setattr(_update, "StoreProcess", Watched)
+    return Watched.made
+
+
+def test_the_store_process_stores_what_the_thread_stores(
+    tmp_path: Path, http_server: Any, database_url: str, watched: list[Watched]
+) -> None:
+    ids = serve_corpus(http_server, 24)
+    found = []
+    for in_process in (False, True):
+        folder = tmp_path / str(in_process)
+        folder.mkdir()
+        url = database_url if in_process else f"sqlite:///{folder / 'thread.db'}"
+        config = corpus_config(folder, http_server, ids, url)
+        storage = open_storage(url, NOW)
+        try:
+            results = update(config, storage, store_process=in_process)
+            assert all(r.ok and r.new_items for r in results), [r.error for r in results]
+            found.append(outcome(storage))
+        finally:
+            storage.close()
+    assert len(watched) == 1 and watched[0].starts == 1  # one process, for the whole run
+    (items_a, links_a), (items_b, links_b) = found
+    assert [(s, g) for s, g, _ in items_a] == [(s, g) for s, g, _ in items_b]
+    assert items_a == items_b and links_a == links_b
+    # the sources do exercise clustering across sources
+    assert len({story for _, _, story in items_a}) < len(items_a)
+
+
+def test_by_default_only_a_large_run_starts_a_store_process(
+    tmp_path: Path, http_server: Any, watched: list[Watched], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = serve_corpus(http_server, 6)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = corpus_config(tmp_path, http_server, ids, url)
+    storage = open_storage(url, NOW)
+    other = open_storage(f"sqlite:///{tmp_path / 'b.db'}", NOW)
+    try:
+        update(config, storage)
+        assert watched == []  # 6 sources: on the thread
+        monkeypatch.setattr(_update, "STORE_PROCESS_MIN_SOURCES", 6)
+        update(config, other)
+        assert len(watched) == 1 and watched[0].starts == 1
+        assert outcome(other) == outcome(storage)
+    finally:
+        storage.close()
+        other.close()
+    # a database another process cannot open: stored on the thread, whatever is asked
+    memory = open_storage("sqlite://", NOW)
+    try:
+        assert _update._store_process_url(config, memory, 1000, True) is None
+        assert _update._store_process_url(config, other, 1000, False) is None
+        least = _update.STORE_PROCESS_MIN_SOURCES
+        assert _update._store_process_url(config, other, least - 1, None) is None
+        assert _update._store_process_url(config, other, least, None) == other.shared_url()
+    finally:
+        memory.close()
+
+
+def test_a_run_of_304s_starts_no_store_process(
+    tmp_path: Path, http_server: Any, watched: list[Watched]
+) -> None:
+    ids = serve_corpus(http_server, 4)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = corpus_config(tmp_path, http_server, ids, url)
+    storage = open_storage(url, NOW)
+    try:
+        update(config, storage, store_process=True)
+        results = update(config, storage, store_process=True, only_due=False)
+        assert all(r.not_modified for r in results)
+    finally:
+        storage.close()
+    assert [w.starts for w in watched] == [1, 0]
+
+
+def test_a_database_error_in_the_store_process_fails_only_its_source(
+    tmp_path: Path, http_server: Any, watched: list[Watched]
+) -> None:
+    ids = serve_corpus(http_server, 5)
+    database = tmp_path / "a.db"
+    config = corpus_config(tmp_path, http_server, ids, f"sqlite:///{database}")
+    storage = open_storage(f"sqlite:///{database}", NOW)
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.source_id = 'c2' "
+            "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
+        )
+        db.commit()
+    try:
+        results = update(config, storage, store_process=True)
+        by_id = {r.source_id: r for r in results}
+        bad = by_id.pop("c2")
+        assert bad.error is not None and bad.error.kind == "store_error"
+        assert "the disk says no" in bad.error.message
+        assert all(r.ok and r.new_items == 30 for r in by_id.values())
+        assert storage.count_items() == 4 * 30
+        assert storage.get_source_states()["c2"].error_kind == "store_error"
+    finally:
+        storage.close()
+
+
+def test_a_store_process_that_dies_costs_one_source(
+    tmp_path: Path, http_server: Any, watched: list[Watched]
+) -> None:
+    ids = serve_corpus(http_server, 8)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = corpus_config(tmp_path, http_server, ids, url)
+    storage = open_storage(url, NOW)
+    killed: list[int] = []
+
+    def kill_once(result: SourceResult) -> None:
+        if not killed and watched and watched[0].pids():
+            killed.extend(watched[0].pids())
+            os.kill(killed[0], signal.SIGKILL)
+
+    try:
+        results = update(config, storage, store_process=True, progress=kill_once)
+        failed = [r for r in results if not r.ok]
+        assert killed and len(failed) <= 1, [r.error for r in failed]
+        for r in failed:
+            assert r.error is not None and r.error.kind == "store_error"
+            assert "the store process died (signal SIGKILL)" in r.error.message
+        assert watched[0].starts == 2  # the next source started another
+        stored = sum(r.new_items for r in results if r.ok)
+        assert storage.count_items() == stored  # nothing of a lost source
+        # the lost source is stored on the next run
+        again = update(config, storage, store_process=True, only_due=False)
+        assert all(r.ok for r in again)
+        assert {s.item.source_id for s in storage.get_items()} == {r.source_id for r in results}
+    finally:
+        storage.close()
