@@ -140,6 +140,7 @@ class _Bags:
         self.df = array("q")  # per id
         self._local = np.full(1024, -1, np.int64)
         self._vocabulary = vocabulary  # a fixed df: set once per word, never counted
+        self._logs = np.zeros(0)  # log(n + 1) for n = 0, 1, ...: see `log_df`
 
     def _id(self, token: str) -> int:
         found = self.ids.get(token)
@@ -229,6 +230,16 @@ class _Bags:
         if len(self._local) < len(self.ids):
             self._local = np.full(max(len(self.ids), 2 * len(self._local)), -1, np.int64)
         return self._local
+
+    def log_df(self, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.float64]:
+        """log(df + 1) of each id's word, looked up in a table of logs (a document
+        frequency is a small whole number) instead of computed per occurrence."""
+        df = _take(self.df, np.dtype(np.int64), ids)
+        if len(df) and df.max() >= len(self._logs):
+            size = max(2 * len(self._logs), int(df.max()) + 1, 1024)
+            self._logs = np.log(np.arange(size) + 1.0)
+        logs: npt.NDArray[np.float64] = self._logs[df]
+        return logs
 
     def gather(
         self, slots: npt.NDArray[np.int64]
@@ -708,7 +719,8 @@ class StoryIndex:
         pairs = np.zeros((len(slots), PAIR_COLUMNS))
         # the weight of b's text and headline, from the window's document frequencies
         b_words = part <= _TITLE
-        b_weight = np.log(top / (_take(bags.df, np.dtype(np.int64), found[b_words]) + 1.0))
+        # log(top) - log(df + 1): idf's log(top / (df + 1)) up to rounding (see SLACK)
+        b_weight = math.log(top) - bags.log_df(found[b_words])
         both = np.bincount(pair[b_words] * 2 + part[b_words], b_weight, 2 * len(slots))
         pairs[:, B_DOC] = both[_BAG::2]
         pairs[:, B_TITLE] = both[_TITLE::2]

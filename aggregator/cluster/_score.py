@@ -57,8 +57,8 @@ MIN_SHARED_WORDS = 4
 SAME_HEADLINE = 0.9
 RARE_IDF = 1.5  # a name counts as evidence above this idf
 # How far `upper_bounds` may fall below the exact score by rounding alone: its sums add the
-# same positive weights in another order, with numpy's log (relative error about 1e-15 per
-# term).
+# same positive weights in another order, with numpy's log (the candidates' as log(top) minus
+# a table's log(df + 1)), a relative error of about 1e-15 per term.
 SLACK = 1e-9
 
 Idf = Callable[[str], float]
