@@ -55,9 +55,12 @@ from aggregator.types import ClusterSettings, Fetched, Source, SourceState
 GC_GEN0_THRESHOLD = 10_000
 GC_GEN2_THRESHOLD = 100
 
-# A run of fewer sources stores on a thread: starting the process and its imports (about
-# 0.5 s) and reading the window index there would cost more than the interpreter it frees.
-STORE_PROCESS_MIN_SOURCES = 100
+# A run of fewer sources stores on a thread: starting the process, its imports and its read of
+# the window index cost more than the interpreter it frees. Paired first cycles of the
+# benchmark's corpus, thread against process: at 100 sources 2.26-2.56 s against 2.57-2.87 s
+# (and 30 MB more), at 300 about even (6.14-7.66 s against 6.16-6.60 s), at 1,000 the process
+# 0.87-0.98 of the thread's time.
+STORE_PROCESS_MIN_SOURCES = 500
 
 
 @contextlib.contextmanager
