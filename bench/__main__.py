@@ -271,7 +271,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{s['second_vs_first_median']:.3f} ({s['ours_second_median']:.2f} s) | "
         f"{_mark(s['targets']['second cycle >= 10x faster than first'])} |",
         f"| peak memory of the {n:,}-source cycle < 300 MB (PSS of the process and its "
-        f"parse workers) | {s['peak_rss_max'] / 2**20:.0f} MB | "
+        f"descendants) | {s['peak_rss_max'] / 2**20:.0f} MB | "
         f"{_mark(s['targets']['peak memory < 300 MB'])} |",
         f"| weekly digest of 200 stories rendered < 1 s | {s['digest_wall_median']:.3f} s "
         f"({s['digest_stories']} stories; {s['digest_build_median']:.2f} s with reading, "

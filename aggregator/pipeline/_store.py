@@ -245,6 +245,7 @@ class StoreProcess:
         )
         self._session = (uuid.uuid4().hex, url, clustering, now)
         self._used = False  # a run whose every source answered 304 starts no process
+        self.cpu = 0.0  # the store process's CPU, as its stages measured it
 
     def store(
         self,
@@ -263,9 +264,11 @@ class StoreProcess:
         except BudgetExceeded as e:  # the store process died (the OOM killer, a crash)
             raise StorageError(
                 f"the store process died ({exit_description(e.exitcode)}) while storing this "
-                "source; nothing of it was stored, and the next source starts another"
+                "source; the next source starts another, and this one is stored on its next run"
             ) from e
-        times.add_all(cast(tuple[tuple[str, float, float], ...], reply[1]))
+        entries = cast(tuple[tuple[str, float, float], ...], reply[1])
+        times.add_all(entries)
+        self.cpu += sum(cpu for _, _, cpu in entries)
         if reply[0] == "storage_error":
             raise StorageError(str(reply[2]))
         return cast(int, reply[2]), cast(int, reply[3])

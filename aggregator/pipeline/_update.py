@@ -215,7 +215,6 @@ async def update_sources(
     # to keep every fetch slot and every parse worker busy, with a queue of one per worker.
     in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
-    remote_cpu = [0.0]  # what the store process spent (not this process's CPU)
     # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
     store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
 
@@ -248,7 +247,7 @@ async def update_sources(
                     DEFAULT_MAX_ITEMS_PER_RUN,
                     examples,
                     in_worker,
-                    clustering is not None and bool(sources),
+                    clustering is not None,
                     remote is not None,
                 )
             except BudgetExceeded as e:  # out of time or memory, or the worker died
@@ -270,16 +269,7 @@ async def update_sources(
 
             def store() -> tuple[int, int]:
                 if remote is not None:
-                    there = StageTimes()
-                    try:
-                        return remote.store(source, prepared, fetched, state, there)
-                    finally:
-                        times.add_all(
-                            tuple(
-                                (stage, there.wall[stage], there.cpu[stage]) for stage in there.wall
-                            )
-                        )
-                        remote_cpu[0] += sum(there.cpu.values())
+                    return remote.store(source, prepared, fetched, state, times)
                 assert isinstance(prepared, Prepared)
                 with times.measure("store"):
                     return store_items(
@@ -342,7 +332,7 @@ async def update_sources(
     # process spent besides storing (the parse workers' and the store process's CPU is not
     # this process's).
     measured = sum(times.cpu.get(s, 0.0) for s in ("store", "cluster"))
-    other = measured - worker_cluster_cpu[0] - remote_cpu[0]
+    other = measured - worker_cluster_cpu[0] - (remote.cpu if remote is not None else 0.0)
     times.cpu["fetch"] = max(0.0, time.process_time() - cpu0 - other)
     order = {s.id: n for n, s in enumerate(config.sources)}
     results.sort(key=lambda r: order[r.source_id])
