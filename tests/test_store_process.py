@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import sqlite3
@@ -26,6 +25,7 @@ from aggregator.storage import StorageType, open_storage
 from aggregator.types import Config, SourceResult
 from bench.corpus import fixed_now, generate_corpus
 from tests.httpserver import conditional
+from tests.test_pipeline_features import outcome  # items, stories, links
 
 NOW = fixed_now()
 
@@ -71,15 +71,6 @@ def update(config: Config, storage: StorageType, **kw: Any) -> list[SourceResult
             return await pipeline.update_sources(config, storage, client, NOW, **kw)
 
     return asyncio.run(go())
-
-
-def outcome(storage: StorageType) -> tuple[list[tuple[str, str, int]], list[object]]:
-    stored = sorted(storage.get_items(), key=lambda s: s.id)
-    links = storage.get_story_links([s.id for s in stored])
-    return (
-        [(s.item.source_id, s.item.guid, s.story_id) for s in stored],
-        [dataclasses.replace(links[s.id], created=None) for s in stored if s.id in links],
-    )
 
 
 class Watched(_store.StoreProcess):
