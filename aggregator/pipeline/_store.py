@@ -197,7 +197,7 @@ def store_in_session(
     """`store_items` in the store process, in the run's session (opened by its first call).
 
     `prepared` is a `Prepared`, or its pickle as the parse worker made it. A StorageError
-    comes back as a reply (it does not pickle as itself)."""
+    comes back as a reply, with the times measured before it."""
     times = StageTimes()
     try:
         session = _open_session(token, url, clustering, now)
