@@ -334,3 +334,25 @@ def test_backoff_is_exponential_and_capped():
     hour = timedelta(hours=1)
     assert [pipeline.backoff(hour, n) for n in (1, 2, 3)] == [hour, 2 * hour, 4 * hour]
     assert pipeline.backoff(hour, 30) == timedelta(hours=24)
+
+
+def test_an_in_memory_database_is_stored_on_the_event_loops_thread(tmp_path, http_server):
+    """`sqlite://` (docs/config.md: for tests) is one connection of one thread: on the store
+    thread each source failed with "no such table: items" (that thread's own empty database)."""
+    http_server.routes["/good.xml"] = static(GOOD)
+    http_server.routes["/other.xml"] = static(
+        rss(("o1", "https://other.example.org/1", "Officers train in de-escalation tactics"))
+    )
+    config = make_config(
+        tmp_path, http_server, [src("good", "/good.xml"), src("other", "/other.xml")]
+    )
+    memory = open_storage("sqlite://", NOW)
+    try:
+        results = update(config, memory)
+        assert all(r.ok for r in results), [r.error for r in results]
+        assert memory.count_items() == 4
+        # the same story from two outlets, joined in the one database
+        stories = {s.story_id for s in memory.get_items()}
+        assert len(stories) < 4
+    finally:
+        memory.close()

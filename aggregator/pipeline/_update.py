@@ -217,6 +217,9 @@ async def update_sources(
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
     # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
     store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
+    # ... but an in-memory SQLite database is one connection of one thread (another thread
+    # would open an empty database of its own): its stores run on the event loop's thread
+    inline = isinstance(storage, SqlStorage) and storage.in_memory
 
     async def one(source: Source) -> SourceResult:
         async with contextlib.AsyncExitStack() as held:
@@ -265,7 +268,10 @@ async def update_sources(
             if clusterer is not None and prepared.count and not clusterer.prepared:
                 # issue 4, review finding 12: the window index is built off the event loop,
                 # before the write lock (once; issue 8: no thread hop per source after that)
-                await asyncio.to_thread(clusterer.prepare)
+                if inline:
+                    clusterer.prepare()
+                else:
+                    await asyncio.to_thread(clusterer.prepare)
 
             def store() -> tuple[int, int]:
                 if remote is not None:
@@ -278,7 +284,10 @@ async def update_sources(
 
             # issue 8: on the store's own thread, one source at a time, so that the event
             # loop keeps reading responses and feeding the parse workers meanwhile
-            new, seen = await asyncio.get_running_loop().run_in_executor(store_thread, store)
+            if inline:
+                new, seen = store()
+            else:
+                new, seen = await asyncio.get_running_loop().run_in_executor(store_thread, store)
             return SourceResult(
                 source.id,
                 fetched.url,

@@ -640,6 +640,11 @@ class SqlStorage(
         self._engine = engine
         self.url = _redact(url)
         self._url = url
+        parsed = make_url(url)
+        # an in-memory SQLite database lives in its connection, one per thread
+        self.in_memory = parsed.get_backend_name() == "sqlite" and (
+            parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+        )
 
     def shared_url(self) -> str | None:
         """The URL with which another process opens this same database (issue 8: the store
@@ -648,7 +653,7 @@ class SqlStorage(
         if parsed.get_backend_name() != "sqlite":
             return self._url
         database = parsed.database or ""
-        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        if self.in_memory:
             return None
         if database.startswith("file:"):
             return None  # a URI filename: left as it is, to this process
