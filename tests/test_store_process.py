@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ import pytest
 from aggregator import pipeline
 from aggregator.config import load_config
 from aggregator.pipeline import _store, _update
-from aggregator.storage import StorageType, open_storage
+from aggregator.storage import SqlStorage, StorageType, open_storage
 from aggregator.types import Config, SourceResult
 from bench.corpus import fixed_now, generate_corpus
 from tests.httpserver import conditional
@@ -32,20 +33,21 @@ NOW = fixed_now()
 pytestmark = pytest.mark.slow
 
 
-def serve_corpus(http_server: Any, n: int) -> list[str]:
-    """`n` generated sources (12% of their stories shared) on the test server; their ids."""
-    ids = []
+def serve_corpus(http_server: Any, n: int) -> list[tuple[str, str]]:
+    """`n` generated sources (12% of their stories shared) on the test server, with ETags;
+    (id, path) of each."""
+    found = []
     for k, doc in enumerate(generate_corpus(n, NOW).documents):
         http_server.routes[doc.path] = conditional(doc.body, f'"{k}"')
-        ids.append(f"c{k}:{doc.path}")
-    return ids
+        found.append((f"c{k}", doc.path))
+    return found
 
 
-def corpus_config(tmp_path: Path, http_server: Any, ids: list[str], database: str) -> Config:
+def corpus_config(
+    tmp_path: Path, http_server: Any, ids: list[tuple[str, str]], database: str
+) -> Config:
     sources = "\n".join(
-        f"  - {{id: {i.split(':')[0]}, name: {i.split(':')[0]}, "
-        f"url: '{http_server.base}{i.split(':', 1)[1]}'}}"
-        for i in ids
+        f"  - {{id: {i}, name: {i}, url: '{http_server.base}{path}'}}" for i, path in ids
     )
     path = tmp_path / "feeds.yaml"
     path.write_text(
@@ -63,6 +65,18 @@ sections:
 """
     )
     return load_config(path)
+
+
+@contextlib.contextmanager
+def corpus_run(tmp_path: Path, http_server: Any, n: int) -> Iterator[tuple[Config, SqlStorage]]:
+    """`n` served sources, their config and an open store at tmp_path / "a.db"."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = corpus_config(tmp_path, http_server, serve_corpus(http_server, n), url)
+    storage = open_storage(url, NOW)
+    try:
+        yield config, storage
+    finally:
+        storage.close()
 
 
 def update(config: Config, storage: StorageType, **kw: Any) -> list[SourceResult]:
@@ -159,33 +173,23 @@ def test_by_default_only_a_large_run_starts_a_store_process(
 def test_a_run_of_304s_starts_no_store_process(
     tmp_path: Path, http_server: Any, watched: list[Watched]
 ) -> None:
-    ids = serve_corpus(http_server, 4)
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    config = corpus_config(tmp_path, http_server, ids, url)
-    storage = open_storage(url, NOW)
-    try:
+    with corpus_run(tmp_path, http_server, 4) as (config, storage):
         update(config, storage, store_process=True)
         results = update(config, storage, store_process=True, only_due=False)
         assert all(r.not_modified for r in results)
-    finally:
-        storage.close()
     assert [w.starts for w in watched] == [1, 0]
 
 
 def test_a_database_error_in_the_store_process_fails_only_its_source(
     tmp_path: Path, http_server: Any, watched: list[Watched]
 ) -> None:
-    ids = serve_corpus(http_server, 5)
-    database = tmp_path / "a.db"
-    config = corpus_config(tmp_path, http_server, ids, f"sqlite:///{database}")
-    storage = open_storage(f"sqlite:///{database}", NOW)
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        db.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.source_id = 'c2' "
-            "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
-        )
-        db.commit()
-    try:
+    with corpus_run(tmp_path, http_server, 5) as (config, storage):
+        with contextlib.closing(sqlite3.connect(tmp_path / "a.db")) as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.source_id = 'c2' "
+                "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
+            )
+            db.commit()
         results = update(config, storage, store_process=True)
         by_id = {r.source_id: r for r in results}
         bad = by_id.pop("c2")
@@ -194,17 +198,11 @@ def test_a_database_error_in_the_store_process_fails_only_its_source(
         assert all(r.ok and r.new_items == 30 for r in by_id.values())
         assert storage.count_items() == 4 * 30
         assert storage.get_source_states()["c2"].error_kind == "store_error"
-    finally:
-        storage.close()
 
 
 def test_a_store_process_that_dies_costs_one_source(
     tmp_path: Path, http_server: Any, watched: list[Watched]
 ) -> None:
-    ids = serve_corpus(http_server, 8)
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    config = corpus_config(tmp_path, http_server, ids, url)
-    storage = open_storage(url, NOW)
     killed: list[int] = []
 
     def kill_once(result: SourceResult) -> None:
@@ -212,7 +210,7 @@ def test_a_store_process_that_dies_costs_one_source(
             killed.extend(watched[0].pids())
             os.kill(killed[0], signal.SIGKILL)
 
-    try:
+    with corpus_run(tmp_path, http_server, 8) as (config, storage):
         results = update(config, storage, store_process=True, progress=kill_once)
         failed = [r for r in results if not r.ok]
         assert killed and len(failed) <= 1, [r.error for r in failed]
@@ -226,5 +224,3 @@ def test_a_store_process_that_dies_costs_one_source(
         again = update(config, storage, store_process=True, only_due=False)
         assert all(r.ok for r in again)
         assert {s.item.source_id for s in storage.get_items()} == {r.source_id for r in results}
-    finally:
-        storage.close()
