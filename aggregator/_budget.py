@@ -76,13 +76,14 @@ class BudgetExceeded(Exception):
         super().__init__(f"{kind}: {message}")
 
 
-def default_pool_size() -> int:
-    """One worker per usable core, at most 2 (the production machine has 2 cores)."""
+def default_pool_size(spare: int = 0) -> int:
+    """One worker per usable core, at most 2 (the production machine has 2 cores), less
+    `spare` cores left to another busy process (but at least one worker)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
+    return max(1, min(2, cores - spare))
 
 
 def _start_method() -> str:

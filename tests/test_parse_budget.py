@@ -109,6 +109,16 @@ def test_default_pool_size_is_small():
     assert 1 <= default_pool_size() <= 2
 
 
+@pytest.mark.parametrize(
+    ("cores", "spare", "size"),
+    [(1, 0, 1), (2, 0, 2), (8, 0, 2), (1, 1, 1), (2, 1, 1), (3, 1, 2), (8, 1, 2)],
+)
+def test_default_pool_size_leaves_spare_cores(monkeypatch, cores, spare, size):
+    # issue 8: beside a store process (`spare=1`), a 2-core machine runs one parse worker
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert default_pool_size(spare) == size
+
+
 def test_results_round_trip(pool):
     fetched = Fetched(
         source_id="s",

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from aggregator._budget import BudgetExceeded, WorkerPool
+from aggregator._budget import BudgetExceeded, WorkerPool, default_pool_size
 from aggregator._version import __version__
 from aggregator.classify import Classifier
 from aggregator.exceptions import FetchError, ParseError, SourceError, StorageError
@@ -153,10 +153,11 @@ def _store_process_url(
     return storage.shared_url()
 
 
-def _parse_pool(config: Config) -> WorkerPool:
-    """This run's parse workers (started on first use, so a run of 304s starts none)."""
+def _parse_pool(config: Config, store_process: bool = False) -> WorkerPool:
+    """This run's parse workers (started on first use, so a run of 304s starts none). Beside
+    a store process, `parse_workers: 0` leaves it a core: on 2 cores, one parse worker."""
     return WorkerPool(
-        config.fetch.parse_workers or None,
+        config.fetch.parse_workers or default_pool_size(spare=1 if store_process else 0),
         timeout=config.fetch.parse_timeout,
         memory_bytes=config.fetch.parse_memory_mb * 1024 * 1024,
         # the fork server imports the worker's stages once for every worker
@@ -194,10 +195,10 @@ async def update_sources(
         for s in config.sources
         if (wanted is None or s.id in wanted) and (not only_due or is_due(states.get(s.id), now))
     ]
-    pool = _parse_pool(config)  # closed below, after the last source
-    not_modified: list[SourceState] = []  # issue 8: stored together at the end
     # issue 8: a large run stores in a process of its own (see `_store`), else on a thread
     url = _store_process_url(config, storage, len(sources), store_process)
+    pool = _parse_pool(config, store_process=url is not None)  # closed below, after the last source
+    not_modified: list[SourceState] = []  # issue 8: stored together at the end
     clustering = config.clustering if config.clustering.enabled else None
     remote = StoreProcess(url, clustering, now, _PRELOAD) if url is not None else None
     # issue 4: the stories of the last N days, indexed once per run (by the store process's
