@@ -428,6 +428,34 @@ def test_a_batch_matches_as_its_items_one_by_one():
     assert index.match_many([], DEFAULT_THRESHOLD) == []
 
 
+@pytest.mark.parametrize("max_candidates", [1, 3, 8])
+def test_candidates_are_the_heaviest_in_the_order_found(max_candidates):
+    """The candidates, by their definition: each probe's posting list read rarest probe
+    first, a slot's probe weights summed in that order, the heaviest `max_candidates` kept,
+    ties in the order first found. Checked against a plain loop, with cuts that fall inside
+    runs of equal weight (issue 8: the pairs below an item's cut go before the sort)."""
+    feats = _features_of_background()
+    index = StoryIndex(timedelta(days=14), max_candidates=max_candidates, max_postings=6)
+    for n, f in enumerate(feats[::2]):
+        index.add(n, f, n, T0)
+    batch = feats[1::2]
+    ties = 0
+    for f, found in zip(batch, index.candidates_many(batch), strict=True):
+        keys = sorted(k for k in set(_keys(f)) if k in index._postings)
+        probes = sorted(keys, key=index._df.__getitem__)[: index.probe_tokens]
+        weight: dict[int, float] = {}
+        for token in probes:
+            for slot in index._postings[token]:
+                weight[slot] = weight.get(slot, 0.0) + index.idf(token)
+        order = list(weight)  # in the order first found
+        ranked = sorted(order, key=lambda s: (-weight[s], order.index(s)))
+        assert found == [index._slot_keys[s] for s in ranked[:max_candidates]]
+        if len(ranked) > max_candidates:
+            cut = weight[ranked[max_candidates - 1]]
+            ties += sum(weight[s] == cut for s in ranked[max_candidates:])
+    assert ties  # some cuts fall inside a run of equal weight
+
+
 def test_replaced_and_expired_items_are_never_candidates():
     """A replaced item is found once, under its new words; an expired one not at all."""
     index = StoryIndex(timedelta(days=1))
