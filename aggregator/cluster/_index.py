@@ -451,17 +451,28 @@ class StoryIndex:
         by item, each item's in the order `candidates` gives them; an item of `origin` is
         none (it is not there for them)."""
         df, postings, weights = self._df, self._postings, self._weights
+        # a probe's weight is `idf`'s (the same float): over the window, computed here, as
+        # the window changes with every item added and a cache would hold each for one batch
+        top = len(self._entries) + PRIOR_DOCS + 2 if self._vocabulary is None else None
+        log = math.log
         lists: list[array[int]] = []
         probe_weights: list[float] = []
         per_item: list[int] = []  # how many postings each item reads
         for features in batch:
             # Rarest first, ties by token: sorted by token, then (stable) by document frequency.
-            probes = sorted(
-                sorted(k for k in set(_keys(features)) if k in postings), key=df.__getitem__
-            )[: self.probe_tokens]
+            keys = features.doc
+            if features.numbers:  # `_keys`, as a set
+                keys = keys | {f"#{n}" for n in features.numbers}
+            found = [k for k in keys if k in postings]
+            found.sort()
+            found.sort(key=df.__getitem__)
+            probes = found[: self.probe_tokens]
             mine = [postings[token] for token in probes]
             lists += mine
-            probe_weights += [weights[t] for t in probes]
+            if top is None:
+                probe_weights += [weights[t] for t in probes]
+            else:
+                probe_weights += [log(top / (df[t] + 1)) for t in probes]
             per_item.append(sum(map(len, mine)))
         none = np.zeros(0, np.int64)
         if not lists:
