@@ -356,3 +356,24 @@ def test_an_in_memory_database_is_stored_on_the_event_loops_thread(tmp_path, htt
         assert len(stories) < 4
     finally:
         memory.close()
+
+
+def test_a_cancelled_update_stops_its_sources(tmp_path, http_server, storage):
+    """A run cancelled half-way (a scheduler's shutdown, a caller's timeout) leaves no
+    source fetching behind it; what was stored before stays stored."""
+    http_server.routes["/good.xml"] = static(GOOD)
+    http_server.routes["/slow.xml"] = silent(3)
+    config = make_config(
+        tmp_path, http_server, [src("good", "/good.xml"), src("slow", "/slow.xml")]
+    )
+
+    async def go():
+        async with pipeline.open_client(config) as client:
+            run = pipeline.update_sources(config, storage, client, NOW)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(run, timeout=1.0)
+            return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+    assert asyncio.run(go()) == set()  # nothing left running
+    assert storage.count_items() == 3  # the good source, stored before the timeout
+    assert "slow" not in storage.get_source_states()  # cancelled: neither failed nor stored

@@ -321,17 +321,25 @@ async def update_sources(
             )
 
     results: list[SourceResult] = []
+    tasks: list[asyncio.Future[SourceResult]] = []
     try:
         with fewer_collections():
             # started in the order listed (as_completed alone would start them in a set's
             # order): with one fetch at a time, a run stores its sources in that order
-            tasks = [asyncio.ensure_future(one(s)) for s in sources]
+            tasks += [asyncio.ensure_future(one(s)) for s in sources]
             for task in asyncio.as_completed(tasks):
                 result = await task
                 results.append(result)
                 if progress is not None:
                     progress(result)
     finally:
+        # A run that stops early (cancelled: a scheduler's shutdown, a caller's timeout)
+        # stops its sources too: none goes on fetching after it returns, nor finds the
+        # workers below closed under it.
+        unfinished = [t for t in tasks if not t.done()]
+        for t in unfinished:
+            t.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         # a store the run stopped waiting for (cancelled) still finishes before these
         await asyncio.to_thread(store_thread.shutdown)
         if remote is not None:
