@@ -300,8 +300,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"## Stages of our first cycle (round 1, {n:,} sources)",
         "",
-        "Wall time of concurrent work is summed over sources (fetches overlap, parse runs on "
-        "two worker processes), so a stage's wall can exceed the cycle's. CPU is that of the "
+        "Wall time of concurrent work is summed over sources (fetches overlap, parse runs in "
+        "worker processes beside the store process), so a stage's wall can exceed the cycle's. "
+        "CPU is that of the "
         "process that ran the stage; fetch's CPU is the main process's (HTTP, and handing "
         "the workers' results on); store and cluster run in the store process (a run of 500 "
         "sources or more, issue 8), and cluster's CPU is the workers' feature extraction plus "
