@@ -499,19 +499,19 @@ class StoryIndex:
         owner = pairs // stride
         # Only an item's max_candidates heaviest can be kept: the pairs below its
         # max_candidates-th weight go before the sort (18% stay on the benchmark).
-        top = self.max_candidates
+        most = self.max_candidates
         ends = np.searchsorted(owner, np.arange(len(batch) + 1)).tolist()
         floor = np.full(len(batch), -np.inf)
         for n, (begin, end) in enumerate(itertools.pairwise(ends)):
-            if end - begin > top:
-                floor[n] = np.partition(hits[begin:end], end - begin - top)[end - begin - top]
+            if end - begin > most:
+                floor[n] = np.partition(hits[begin:end], end - begin - most)[end - begin - most]
         heavy = np.flatnonzero(hits >= floor[owner])
         pairs, first, hits, owner = pairs[heavy], first[heavy], hits[heavy], owner[heavy]
         # By item; in each, most weight first, ties in the order found; the first few.
         order = np.lexsort((first, -hits, owner))
         owner = owner[order]
         rank = np.arange(len(order)) - np.searchsorted(owner, owner)
-        kept = pairs[order[rank < top]]
+        kept = pairs[order[rank < most]]
         return kept // stride, kept % stride
 
     def match(
@@ -735,15 +735,15 @@ class StoryIndex:
         distinct, slot_of = np.unique(slots, return_inverse=True)
         found, holder, part = bags.gather(distinct)
         pairs = np.zeros((len(slots), PAIR_COLUMNS))
-        # the weight slot_of b's text and headline, from the window's document frequencies
+        # the weight of b's text and headline, from the window's document frequencies
         b_words = part <= _TITLE
         # log(top) - log(df + 1): idf's log(top / (df + 1)) up to rounding (see SLACK)
         b_weight = math.log(top) - bags.log_df(found[b_words])
         both = np.bincount(holder[b_words] * 2 + part[b_words], b_weight, 2 * len(distinct))
         pairs[:, B_DOC] = both[_BAG::2][slot_of]
         pairs[:, B_TITLE] = both[_TITLE::2][slot_of]
-        # Of a slot's ids, only those one slot_of the batch's items has can be a's (`local` maps
-        # the others to -1); each pair takes its slot's, in order, and looks up its item's
+        # Of a slot's ids, only those one of the batch's items has can be a's (`local` maps the
+        # others to -1); each pair takes its slot's, in order, and looks up its item's
         # row for each (-1: its item lacks that id).
         local = bags.local()
         local[a_ids] = np.arange(len(a_ids))
