@@ -304,7 +304,7 @@ def markdown(results: dict[str, Any]) -> str:
         "worker processes beside the store process), so a stage's wall can exceed the cycle's. "
         "CPU is that of the "
         "process that ran the stage; fetch's CPU is the main process's (HTTP, and handing "
-        "the workers' results on); store and cluster run in the store process (a run of 500 "
+        "the workers' results on); store and cluster run in the store process (a run of 200 "
         "sources or more, issue 8), and cluster's CPU is the workers' feature extraction plus "
         "the store process's matching.",
         "",

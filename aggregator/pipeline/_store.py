@@ -56,11 +56,12 @@ GC_GEN0_THRESHOLD = 10_000
 GC_GEN2_THRESHOLD = 100
 
 # A run of fewer sources stores on a thread: starting the process, its imports and its read of
-# the window index cost more than the interpreter it frees. Paired first cycles of the
-# benchmark's corpus, thread against process: at 100 sources 2.26-2.56 s against 2.57-2.87 s
-# (and 30 MB more), at 300 about even (6.14-7.66 s against 6.16-6.60 s), at 1,000 the process
-# 0.87-0.98 of the thread's time.
-STORE_PROCESS_MIN_SOURCES = 500
+# the window index cost about as much as the interpreter it frees, and memory besides. Paired
+# first cycles of the benchmark's corpus (medians of 6), the thread (two parse workers)
+# against the process (one parse worker beside it, see `_update._parse_pool`): 30 sources
+# 0.78 against 0.92 s, 60 sources 1.23 against 1.25 s, 100 sources 1.74 against 1.69 s (and
+# about 10 MB more), 200 sources 3.11 against 2.77 s, 300 sources 4.53 against 4.06 s.
+STORE_PROCESS_MIN_SOURCES = 200
 
 
 @contextlib.contextmanager
