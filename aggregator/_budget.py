@@ -22,12 +22,17 @@ rather than re-importing feedparser, lxml and bs4; it stops when the last open p
 (issue 8), and the next pool starts it again. The pool starts its workers lazily, so a run
 in which every source answers 304 starts none.
 
+`OrderedWorker` is one such worker, without limits, that is sent the next call while it
+runs one (the store process, issue 8): calls run in the order sent, and a worker that dies
+fails only the call it was running.
+
 A private helper of the pipeline: imports only `aggregator.exceptions` from the package.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import multiprocessing
 import os
@@ -38,7 +43,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -50,6 +55,7 @@ __all__ = [
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIMEOUT",
     "BudgetExceeded",
+    "OrderedWorker",
     "WorkerPool",
     "default_pool_size",
     "exit_description",
@@ -390,6 +396,145 @@ class WorkerPool:
                     self._live.discard(worker)
                 worker.stop()
                 stopped.append(worker)
+
+
+class OrderedWorker:
+    """One worker process that several calls are sent to at once (issue 8: the store
+    process). It runs them one at a time, in the order sent, and replies in that order;
+    while it runs one, the next already waits in its pipe, so it never waits for its
+    callers between two calls. No time or memory limit.
+
+    `run` is thread-safe and blocks until its own call's reply; at most `depth` calls are
+    in flight (sent and not answered), a caller beyond that waits to send. A worker that
+    dies fails the call it was running with BudgetExceeded (`parse_crash`); the calls
+    queued behind it, which it never started, go to a new worker, as does the next call.
+    """
+
+    def __init__(
+        self, *, depth: int = 2, preload: Sequence[str] = (), name: str = "aggregator-worker"
+    ) -> None:
+        self.name = name
+        self.starts = 0  # workers started
+        self._ctx = multiprocessing.get_context(_start_method())
+        self._holds_server = self._ctx.get_start_method() == "forkserver"
+        if self._holds_server:
+            _hold_fork_server()
+            self._ctx.set_forkserver_preload([__name__, *preload])
+        self._room = threading.BoundedSemaphore(depth)
+        # Held to send, and to change which worker is current. The calls in flight, oldest
+        # first: the current worker's replies answer them in this order.
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[bytes, Future[tuple[Any, ...]]]] = (
+            collections.deque()
+        )
+        self._worker: _Worker | None = None
+        self._receivers: list[threading.Thread] = []
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def pid(self) -> int | None:
+        """The current worker's process id (None before the first call, or after a death)."""
+        worker = self._worker
+        return None if worker is None else worker.process.pid
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in the worker, after the calls sent before it."""
+        task = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._room:
+            future: Future[tuple[Any, ...]] = Future()
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the worker is closed")
+                worker = self._current()
+                self._pending.append((task, future))
+                _send_or_leave(worker, task)
+            reply = future.result()
+        result: T = _unwrap(reply, None)
+        return result
+
+    def _current(self) -> _Worker:
+        """Under `_lock`: the current worker, started (with its receiver) if there is none."""
+        if self._worker is None:
+            worker = self._worker = _Worker(self._ctx, None, self.name)
+            self.starts += 1
+            receiver = threading.Thread(
+                target=self._receive, args=(worker,), name=f"{self.name}-replies", daemon=True
+            )
+            receiver.start()
+            self._receivers.append(receiver)
+        return self._worker
+
+    def _receive(self, worker: _Worker) -> None:
+        """A worker's replies, each to the oldest call in flight; at its end (EOF), the call
+        it was running fails and the ones behind it are sent to a new worker."""
+        running = True  # whether a call may be running when the worker ends
+        while True:
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            _, future = self._pending.popleft()
+            # out of memory, a worker replies and ends before it reads another call
+            running = data != _MEMORY_REPLY
+            try:
+                future.set_result(pickle.loads(data))
+            except Exception as e:  # a reply that does not unpickle here (a bug)
+                future.set_exception(e)
+        worker.process.join(_JOIN_TIMEOUT)
+        code = worker.process.exitcode
+        failed: list[tuple[Future[tuple[Any, ...]], BaseException]] = []
+        with self._lock:
+            if self._worker is worker:
+                self._worker = None
+            if self._pending and running:
+                lost = self._pending.popleft()[1]
+                failed.append((lost, BudgetExceeded("parse_crash", _crash_message(code), code)))
+            if self._pending and self._closed:
+                failed += [(f, RuntimeError("the worker is closed")) for _, f in self._pending]
+                self._pending.clear()
+            elif self._pending:  # never started: to a new worker, in the same order
+                try:
+                    successor = self._current()
+                except Exception as e:
+                    failed += [(f, e) for _, f in self._pending]
+                    self._pending.clear()
+                else:
+                    for task, _ in self._pending:
+                        _send_or_leave(successor, task)
+        for future, error in failed:
+            future.set_exception(error)
+        worker.kill()  # reaped: it has exited
+
+    def close(self) -> None:
+        """Let the worker finish the calls it was sent, then stop it (and the fork server,
+        if no pool uses it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._worker is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._worker.conn.send_bytes(_STOP)
+        for receiver in list(self._receivers):
+            receiver.join(None if self._pending else _JOIN_TIMEOUT)
+            if receiver.is_alive():  # a worker that does not stop: ended (its receiver reaps)
+                worker = self._worker
+                if worker is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        worker.process.kill()
+                receiver.join()
+        if self._holds_server:
+            _release_fork_server()
+
+
+def _send_or_leave(worker: _Worker, task: bytes) -> None:
+    """`task` to `worker`; if it has died, its receiver sees the end and deals with the task."""
+    with contextlib.suppress(OSError):
+        worker.conn.send_bytes(task)
 
 
 def _unwrap(reply: tuple[Any, ...], memory_bytes: int | None) -> Any:

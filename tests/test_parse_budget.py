@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
 
 from aggregator import pipeline
-from aggregator._budget import BudgetExceeded, WorkerPool, default_pool_size
+from aggregator._budget import BudgetExceeded, OrderedWorker, WorkerPool, default_pool_size
 from aggregator.classify import make_classifier
 from aggregator.exceptions import FetchError, ParseError
 from aggregator.pipeline import _prepare
@@ -94,6 +96,23 @@ def raise_unpicklable() -> None:
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def note_when(
+    log: str, mark: str, gate: str | None = None, exit_code: int | None = None, oom: bool = False
+) -> str:
+    """Wait for the file `gate` (if any), append `mark` to the file `log`; then exit hard
+    with `exit_code`, if given (a worker that dies in a call), or run out of memory."""
+    deadline = time.monotonic() + 30
+    while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with open(log, "a") as f:
+        f.write(mark)
+    if exit_code is not None:
+        os._exit(exit_code)
+    if oom:
+        raise MemoryError
+    return mark
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -270,3 +289,124 @@ def test_prepare_items_round_trips_through_a_worker(pool):
     assert len(there.items) == 30
     assert {p.section for _, p in there.items} == {"training"}
     assert all(i.published == datetime(2026, 11, 24, 10, tzinfo=UTC) for i, _ in there.items)
+
+
+# --- OrderedWorker (issue 8: the store process) ---------------------------------------------
+
+
+def wait_until(condition, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_an_ordered_worker_answers_every_caller_its_own():
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        with ThreadPoolExecutor(4) as threads:
+            results = list(threads.map(lambda n: worker.run(square, n), range(60)))
+        assert results == [n * n for n in range(60)]
+        assert worker.starts == 1 and worker.in_flight == 0
+    finally:
+        worker.close()
+
+
+def test_an_ordered_worker_is_sent_the_next_call_while_it_runs_one(tmp_path):
+    """The point of it: a second call waits in the worker's pipe, not in its caller, and
+    runs after the first; a third waits to be sent (depth 2)."""
+    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        with ThreadPoolExecutor(3) as threads:
+            first = threads.submit(worker.run, note_when, log, "a", gate)
+            wait_until(lambda: worker.in_flight == 1, "the first call")
+            second = threads.submit(worker.run, note_when, log, "b")
+            wait_until(lambda: worker.in_flight == 2, "the second call sent")
+            third = threads.submit(worker.run, note_when, log, "c")
+            time.sleep(0.2)
+            assert worker.in_flight == 2 and not (tmp_path / "log").exists()
+            (tmp_path / "gate").touch()
+            assert [f.result(timeout=30) for f in (first, second, third)] == ["a", "b", "c"]
+        assert (tmp_path / "log").read_text() == "abc"
+    finally:
+        worker.close()
+
+
+def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path):
+    """The call queued behind it never started: a new worker runs it."""
+    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            dying = threads.submit(worker.run, note_when, log, "a", gate, 7)
+            wait_until(lambda: worker.in_flight == 1, "the first call")
+            pid_before = worker.pid
+            queued = threads.submit(worker.run, note_when, log, "b")
+            wait_until(lambda: worker.in_flight == 2, "the second call sent")
+            (tmp_path / "gate").touch()
+            with pytest.raises(BudgetExceeded) as info:
+                dying.result(timeout=30)
+            assert queued.result(timeout=30) == "b"
+        assert info.value.kind == "parse_crash" and info.value.exitcode == 7
+        assert (tmp_path / "log").read_text() == "ab"  # each ran once
+        assert worker.starts == 2 and worker.pid != pid_before
+        assert worker.run(square, 5) == 25
+    finally:
+        worker.close()
+    with pytest.raises(ProcessLookupError):  # the dead one reaped too
+        os.kill(pid_before, 0)
+
+
+def test_an_ordered_worker_out_of_memory_passes_the_next_call_on(tmp_path):
+    """A worker out of memory replies and ends before it reads the next call: that call is
+    sent to a new worker, not failed."""
+    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            hog = threads.submit(worker.run, note_when, log, "a", gate, None, True)
+            wait_until(lambda: worker.in_flight == 1, "the first call")
+            queued = threads.submit(worker.run, note_when, log, "b")
+            wait_until(lambda: worker.in_flight == 2, "the second call sent")
+            (tmp_path / "gate").touch()
+            with pytest.raises(BudgetExceeded) as info:
+                hog.result(timeout=30)
+            assert queued.result(timeout=30) == "b"
+        assert info.value.kind == "parse_memory"
+        assert (tmp_path / "log").read_text() == "ab" and worker.starts == 2
+    finally:
+        worker.close()
+
+
+def test_an_ordered_worker_returns_each_error_to_its_own_caller():
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            calls = [
+                threads.submit(worker.run, f, *args)
+                for f, args in [(raise_parse_error, ()), (square, (4,))] * 5
+            ]
+            for n, call in enumerate(calls):
+                if n % 2:
+                    assert call.result(timeout=30) == 16
+                else:
+                    with pytest.raises(ParseError, match="not well-formed"):
+                        call.result(timeout=30)
+        assert worker.starts == 1
+    finally:
+        worker.close()
+
+
+def test_an_ordered_worker_closes_cleanly():
+    worker = OrderedWorker(preload=(__name__,))
+    worker.close()  # nothing started, nothing to stop
+    with pytest.raises(RuntimeError, match="closed"):
+        worker.run(square, 1)
+
+    worker = OrderedWorker(preload=(__name__,))
+    process = worker.run(pid)
+    worker.close()
+    with pytest.raises(ProcessLookupError):  # gone, and reaped
+        os.kill(process, 0)
+    assert not [t for t in threading.enumerate() if t.name.endswith("-replies")]

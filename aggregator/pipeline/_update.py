@@ -29,6 +29,7 @@ from aggregator.pipeline._examples import (  # issue 5
 )
 from aggregator.pipeline._prepare import Prepared, PreparedBytes, _prepare_in_worker
 from aggregator.pipeline._store import (  # issue 8
+    STORE_DEPTH,
     STORE_PROCESS_MIN_SOURCES,
     StoreProcess,
     fewer_collections,
@@ -217,7 +218,10 @@ async def update_sources(
     in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
     # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
-    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
+    # (with a store process, STORE_DEPTH threads: the next source is sent while one is stored)
+    store_thread = ThreadPoolExecutor(
+        max_workers=STORE_DEPTH if remote is not None else 1, thread_name_prefix="aggregator-store"
+    )
     # ... but an in-memory SQLite database is one connection of one thread (another thread
     # would open an empty database of its own): its stores run on the event loop's thread
     inline = isinstance(storage, SqlStorage) and storage.in_memory
