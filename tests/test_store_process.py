@@ -2,8 +2,8 @@
 
 The same sources stored through the store process and on the store thread give the same
 items, stories and links; a database error fails only its source; a store process that dies
-costs the source it was storing, and the next source opens the session again; a run of 304s
-starts no process.
+costs the source it was storing (the one queued behind it goes to the next process), and the
+next source opens the session again; a run of 304s starts no process.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import dataclasses
 import os
 import signal
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,7 +46,11 @@ def serve_corpus(http_server: Any, n: int) -> list[tuple[str, str]]:
 
 
 def corpus_config(
-    tmp_path: Path, http_server: Any, ids: list[tuple[str, str]], database: str
+    tmp_path: Path,
+    http_server: Any,
+    ids: list[tuple[str, str]],
+    database: str,
+    concurrency: int = 1,
 ) -> Config:
     sources = "\n".join(
         f"  - {{id: {i}, name: {i}, url: '{http_server.base}{path}'}}" for i, path in ids
@@ -56,7 +61,8 @@ def corpus_config(
 newsletter: {{title: T, link: "https://t.example.org/", description: d, timezone: UTC}}
 storage: {{database: "{database}"}}
 output: {{dir: out}}
-fetch: {{allow_private_network: true, concurrency: 1, per_host: 1, parse_workers: 1}}
+fetch: {{allow_private_network: true, concurrency: {concurrency}, per_host: {concurrency},
+         parse_workers: 1}}
 clustering: {{semantic: "off"}}
 sources:
 {sources}
@@ -69,10 +75,13 @@ sections:
 
 
 @contextlib.contextmanager
-def corpus_run(tmp_path: Path, http_server: Any, n: int) -> Iterator[tuple[Config, SqlStorage]]:
+def corpus_run(
+    tmp_path: Path, http_server: Any, n: int, concurrency: int = 1
+) -> Iterator[tuple[Config, SqlStorage]]:
     """`n` served sources, their config and an open store at tmp_path / "a.db"."""
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    config = corpus_config(tmp_path, http_server, serve_corpus(http_server, n), url)
+    ids = serve_corpus(http_server, n)
+    config = corpus_config(tmp_path, http_server, ids, url, concurrency)
     storage = open_storage(url, NOW)
     try:
         yield config, storage
@@ -238,3 +247,37 @@ def test_a_store_process_that_dies_costs_one_source(
         again = update(config, storage, store_process=True, only_due=False)
         assert all(r.ok for r in again)
         assert {s.item.source_id for s in storage.get_items()} == {r.source_id for r in results}
+
+
+def test_a_store_process_that_dies_with_a_source_queued_costs_one_source(
+    tmp_path: Path, http_server: Any, watched: list[Watched]
+) -> None:
+    """The source sent behind the one being stored (STORE_DEPTH) never started: the next
+    store process stores it."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_with_one_queued() -> None:
+        while not killed and not stop.wait(0.001):
+            pool = watched[0]._pool if watched else None
+            pid = pool.pid if pool is not None else None
+            if pool is not None and pool.in_flight == 2 and pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with corpus_run(tmp_path, http_server, 8, concurrency=4) as (config, storage):
+        killer = threading.Thread(target=kill_with_one_queued)
+        killer.start()
+        try:
+            results = update(config, storage, store_process=True)
+        finally:
+            stop.set()
+            killer.join()
+        assert killed, "the store process never had a source queued"
+        failed = [r for r in results if not r.ok]
+        assert len(failed) == 1, [r.error for r in failed]
+        assert failed[0].error is not None
+        assert "the store process died (signal SIGKILL)" in failed[0].error.message
+        assert watched[0].starts == 2
+        stored = sum(r.new_items for r in results if r.ok)
+        assert stored and storage.count_items() == stored  # nothing of the lost source
