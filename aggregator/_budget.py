@@ -23,7 +23,7 @@ rather than re-importing feedparser, lxml and bs4; it stops when the last open p
 in which every source answers 304 starts none.
 
 `OrderedWorker` is one such worker, without limits, that is sent the next call while it
-runs one (the store process, issue 8): calls run in the order sent, and a worker that dies
+runs one (the store process, issue 8): calls run in the order submitted, and a worker that dies
 fails only the call it was running.
 
 A private helper of the pipeline: imports only `aggregator.exceptions` from the package.
@@ -400,14 +400,16 @@ class WorkerPool:
 
 class OrderedWorker:
     """One worker process that several calls are sent to at once (issue 8: the store
-    process). It runs them one at a time, in the order sent, and replies in that order;
-    while it runs one, the next already waits in its pipe, so it never waits for its
+    process). It runs them one at a time, in the order submitted, and replies in that
+    order; while it runs one, the next already waits in its pipe, so it never waits for its
     callers between two calls. No time or memory limit.
 
-    `run` is thread-safe and blocks until its own call's reply; at most `depth` calls are
-    in flight (sent and not answered), a caller beyond that waits to send. A worker that
-    dies fails the call it was running with BudgetExceeded (`parse_crash`); the calls
-    queued behind it, which it never started, go to a new worker, as does the next call.
+    `submit` never blocks (call it from the event loop): the call is queued, and a thread of
+    the worker's own pickles and sends the queued calls in order, at most `depth` in flight
+    (sent and not answered); a call cancelled before it is sent is not sent. `run` is
+    `submit` and a wait. A worker that dies fails the call it was running with
+    BudgetExceeded (`parse_crash`); the calls queued behind it, which it never started, go
+    to a new worker, as does the next call.
     """
 
     def __init__(
@@ -420,16 +422,20 @@ class OrderedWorker:
         if self._holds_server:
             _hold_fork_server()
             self._ctx.set_forkserver_preload([__name__, *preload])
-        self._room = threading.BoundedSemaphore(depth)
+        self._room = threading.Semaphore(depth)
+        # The calls submitted and not sent yet, in order (None: no more), and their sender.
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
         # Held to send, and to change which worker is current. The calls in flight, oldest
         # first: the current worker's replies answer them in this order.
         self._lock = threading.Lock()
-        self._pending: collections.deque[tuple[bytes, Future[tuple[Any, ...]]]] = (
-            collections.deque()
-        )
+        self._pending: collections.deque[tuple[bytes, Future[Any]]] = collections.deque()
         self._worker: _Worker | None = None
         self._receivers: list[threading.Thread] = []
-        self._closed = False
+        self._closing = False  # no more calls
+        self._closed = False  # every call sent: a worker that dies is not replaced
 
     @property
     def in_flight(self) -> int:
@@ -441,20 +447,46 @@ class OrderedWorker:
         worker = self._worker
         return None if worker is None else worker.process.pid
 
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """fn(*args) in the worker, after the calls submitted before it."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the worker is closed")
+            if self._sender is None:
+                self._sender = threading.Thread(
+                    target=self._send_queued, name=f"{self.name}-sends", daemon=True
+                )
+                self._sender.start()
+            self._queue.put((fn, args, future))
+        return future
+
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(*args) in the worker, after the calls sent before it."""
-        task = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
-        with self._room:
-            future: Future[tuple[Any, ...]] = Future()
+        return self.submit(fn, *args).result()
+
+    def _send_queued(self) -> None:
+        """The sender: each queued call pickled and sent in turn, when there is room."""
+        while (queued := self._queue.get()) is not None:
+            fn, args, future = queued
+            self._room.acquire()
+            if not future.set_running_or_notify_cancel():
+                self._room.release()
+                continue  # cancelled before it was sent
+            try:
+                task = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:  # an argument that does not pickle: the caller's bug
+                self._room.release()
+                future.set_exception(e)
+                continue
             with self._lock:
-                if self._closed:
-                    raise RuntimeError("the worker is closed")
-                worker = self._current()
+                try:
+                    worker = self._current()
+                except Exception as e:  # the worker did not start
+                    self._room.release()
+                    future.set_exception(e)
+                    continue
                 self._pending.append((task, future))
                 _send_or_leave(worker, task)
-            reply = future.result()
-        result: T = _unwrap(reply, None)
-        return result
 
     def _current(self) -> _Worker:
         """Under `_lock`: the current worker, started (with its receiver) if there is none."""
@@ -478,15 +510,13 @@ class OrderedWorker:
             except (EOFError, OSError):
                 break
             _, future = self._pending.popleft()
+            self._room.release()
             # out of memory, a worker replies and ends before it reads another call
             running = data != _MEMORY_REPLY
-            try:
-                future.set_result(pickle.loads(data))
-            except Exception as e:  # a reply that does not unpickle here (a bug)
-                future.set_exception(e)
+            _settle(future, data)
         worker.process.join(_JOIN_TIMEOUT)
         code = worker.process.exitcode
-        failed: list[tuple[Future[tuple[Any, ...]], BaseException]] = []
+        failed: list[tuple[Future[Any], BaseException]] = []
         with self._lock:
             if self._worker is worker:
                 self._worker = None
@@ -506,15 +536,22 @@ class OrderedWorker:
                     for task, _ in self._pending:
                         _send_or_leave(successor, task)
         for future, error in failed:
+            self._room.release()
             future.set_exception(error)
         worker.kill()  # reaped: it has exited
 
     def close(self) -> None:
-        """Let the worker finish the calls it was sent, then stop it (and the fork server,
+        """Let the worker finish every call submitted, then stop it (and the fork server,
         if no pool uses it)."""
         with self._lock:
-            if self._closed:
+            if self._closing:
                 return
+            self._closing = True
+            sender = self._sender
+        if sender is not None:
+            self._queue.put(None)
+            sender.join()
+        with self._lock:
             self._closed = True
             if self._worker is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -529,6 +566,14 @@ class OrderedWorker:
                 receiver.join()
         if self._holds_server:
             _release_fork_server()
+
+
+def _settle(future: Future[Any], data: bytes) -> None:
+    """A call's future, from the worker's pickled reply (see `_unwrap`)."""
+    try:
+        future.set_result(_unwrap(pickle.loads(data), None))
+    except BaseException as e:  # the call's error, rebuilt here
+        future.set_exception(e)
 
 
 def _send_or_leave(worker: _Worker, task: bytes) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import threading
 import time
@@ -333,6 +334,27 @@ def test_an_ordered_worker_is_sent_the_next_call_while_it_runs_one(tmp_path):
         worker.close()
 
 
+def test_an_ordered_worker_runs_calls_in_the_order_submitted_and_skips_cancelled_ones(
+    tmp_path,
+):
+    """`submit` does not block (the event loop calls it); a call cancelled before it is sent
+    never runs."""
+    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
+    worker = OrderedWorker(depth=2, preload=(__name__,))
+    try:
+        first = worker.submit(note_when, log, "a", gate)
+        calls = [worker.submit(note_when, log, mark) for mark in "bcdef"]
+        wait_until(lambda: worker.in_flight == 2, "two calls sent")
+        assert calls[1].cancel() and not calls[0].cancel()  # queued / sent
+        (tmp_path / "gate").touch()
+        assert first.result(timeout=30) == "a"
+        assert [c.result(timeout=30) for n, c in enumerate(calls) if n != 1] == list("bdef")
+        assert calls[1].cancelled()
+        assert (tmp_path / "log").read_text() == "abdef"
+    finally:
+        worker.close()
+
+
 def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path):
     """The call queued behind it never started: a new worker runs it."""
     log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
@@ -393,6 +415,9 @@ def test_an_ordered_worker_returns_each_error_to_its_own_caller():
                 else:
                     with pytest.raises(ParseError, match="not well-formed"):
                         call.result(timeout=30)
+        with pytest.raises((pickle.PicklingError, AttributeError)):  # the caller's bug
+            worker.run(echo, lambda: None)
+        assert worker.run(square, 3) == 9
         assert worker.starts == 1
     finally:
         worker.close()

@@ -27,11 +27,11 @@ the new one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
 import pickle
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,8 +68,9 @@ STORE_PROCESS_MIN_SOURCES = 200
 
 # Sources sent to the store process and not yet stored, at most: one stored, one waiting in
 # its pipe. Sent one at a time, the process waited about 0.8 ms per source for the next
-# (0.80-0.86 s of a 1,000-source first cycle); paired first cycles against that, two rounds
-# of 6: medians 0.92 and 0.94 of the time. Three in flight: 0.95, no better than two.
+# (0.80-0.86 s of a 1,000-source first cycle; 0.37 s sent ahead); paired first cycles
+# against that: medians of 0.92 to 0.98 of the time over four sets of 6-8 rounds (see
+# docs/design.md). Three in flight: 0.95, no better than two.
 STORE_DEPTH = 2
 
 
@@ -244,22 +245,21 @@ def _entries(times: StageTimes) -> tuple[tuple[str, float, float], ...]:
 
 
 class StoreProcess:
-    """The run's store process (see the module docstring): `store` blocks until the source is
-    stored; call it from up to STORE_DEPTH threads, so that the next source waits in the
-    process's pipe while one is stored; `close` ends the session and the process."""
+    """The run's store process (see the module docstring): `store` (from the event loop)
+    submits a source and waits until it is stored; sources are sent in the order submitted,
+    the next while one is stored (STORE_DEPTH). `close` ends the session and the process."""
 
     def __init__(
         self, url: str, clustering: ClusterSettings | None, now: datetime, preload: tuple[str, ...]
     ) -> None:
         # issue 8: the next source is sent while one is stored, so the process never waits
-        # for the main process between two (`store` is called from two threads)
+        # for the main process between two
         self._pool = OrderedWorker(depth=STORE_DEPTH, preload=preload, name="aggregator-store")
         self._session = (uuid.uuid4().hex, url, clustering, now)
         self._used = False  # a run whose every source answered 304 starts no process
         self.cpu = 0.0  # the store process's CPU, as its stages measured it
-        self._cpu_lock = threading.Lock()
 
-    def store(
+    async def store(
         self,
         source: Source,
         prepared: Prepared | PreparedBytes,
@@ -271,8 +271,9 @@ class StoreProcess:
         # the body stays here: the store needs the response's status and validators only
         bare = dataclasses.replace(fetched, content=b"")
         self._used = True
+        stored = self._pool.submit(store_in_session, *self._session, source, payload, bare, state)
         try:
-            reply = self._pool.run(store_in_session, *self._session, source, payload, bare, state)
+            reply = await asyncio.wrap_future(stored)
         except BudgetExceeded as e:  # the store process died (the OOM killer, a crash)
             raise StorageError(
                 f"the store process died ({exit_description(e.exitcode)}) while storing this "
@@ -280,8 +281,7 @@ class StoreProcess:
             ) from e
         entries = cast(tuple[tuple[str, float, float], ...], reply[1])
         times.add_all(entries)
-        with self._cpu_lock:
-            self.cpu += sum(cpu for _, _, cpu in entries)
+        self.cpu += sum(cpu for _, _, cpu in entries)
         if reply[0] == "storage_error":
             raise StorageError(str(reply[2]))
         return cast(int, reply[2]), cast(int, reply[3])

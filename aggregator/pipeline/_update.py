@@ -29,7 +29,6 @@ from aggregator.pipeline._examples import (  # issue 5
 )
 from aggregator.pipeline._prepare import Prepared, PreparedBytes, _prepare_in_worker
 from aggregator.pipeline._store import (  # issue 8
-    STORE_DEPTH,
     STORE_PROCESS_MIN_SOURCES,
     StoreProcess,
     fewer_collections,
@@ -217,11 +216,9 @@ async def update_sources(
     # to keep every fetch slot and every parse worker busy, with a queue of one per worker.
     in_flight = asyncio.Semaphore(_in_flight_limit(config.fetch.concurrency, pool.size))
     worker_cluster_cpu = [0.0]  # the clustering features the parse workers extracted
-    # issue 8: stores run here, in turn (each source's transaction, clustering's matching)
-    # (with a store process, STORE_DEPTH threads: the next source is sent while one is stored)
-    store_thread = ThreadPoolExecutor(
-        max_workers=STORE_DEPTH if remote is not None else 1, thread_name_prefix="aggregator-store"
-    )
+    # issue 8: stores run here, in turn (each source's transaction, clustering's matching),
+    # unless a store process stores them
+    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-store")
     # ... but an in-memory SQLite database is one connection of one thread (another thread
     # would open an empty database of its own): its stores run on the event loop's thread
     inline = isinstance(storage, SqlStorage) and storage.in_memory
@@ -279,17 +276,18 @@ async def update_sources(
                     await asyncio.to_thread(clusterer.prepare)
 
             def store() -> tuple[int, int]:
-                if remote is not None:
-                    return remote.store(source, prepared, fetched, state, times)
                 assert isinstance(prepared, Prepared)
                 with times.measure("store"):
                     return store_items(
                         storage, source, prepared, fetched, state, now, times, clusterer
                     )
 
-            # issue 8: on the store's own thread, one source at a time, so that the event
-            # loop keeps reading responses and feeding the parse workers meanwhile
-            if inline:
+            # issue 8: in the store process (sent in the order the sources get here), or on
+            # the store's own thread, one source at a time, so that the event loop keeps
+            # reading responses and feeding the parse workers meanwhile
+            if remote is not None:
+                new, seen = await remote.store(source, prepared, fetched, state, times)
+            elif inline:
                 new, seen = store()
             else:
                 new, seen = await asyncio.get_running_loop().run_in_executor(store_thread, store)
