@@ -355,22 +355,25 @@ def test_an_ordered_worker_runs_calls_in_the_order_submitted_and_skips_cancelled
         worker.close()
 
 
-def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path):
-    """The call queued behind it never started: a new worker runs it."""
+@pytest.mark.parametrize(
+    ("exit_code", "oom", "kind"), [(7, False, "parse_crash"), (None, True, "parse_memory")]
+)
+def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path, exit_code, oom, kind):
+    """The call queued behind it never started: a new worker runs it. Out of memory, a
+    worker replies and ends before it reads the next call: that call too goes on, not
+    failed."""
     log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
     worker = OrderedWorker(depth=2, preload=(__name__,))
     try:
-        with ThreadPoolExecutor(2) as threads:
-            dying = threads.submit(worker.run, note_when, log, "a", gate, 7)
-            wait_until(lambda: worker.in_flight == 1, "the first call")
-            pid_before = worker.pid
-            queued = threads.submit(worker.run, note_when, log, "b")
-            wait_until(lambda: worker.in_flight == 2, "the second call sent")
-            (tmp_path / "gate").touch()
-            with pytest.raises(BudgetExceeded) as info:
-                dying.result(timeout=30)
-            assert queued.result(timeout=30) == "b"
-        assert info.value.kind == "parse_crash" and info.value.exitcode == 7
+        dying = worker.submit(note_when, log, "a", gate, exit_code, oom)
+        queued = worker.submit(note_when, log, "b")
+        wait_until(lambda: worker.in_flight == 2, "the second call sent")
+        pid_before = worker.pid
+        (tmp_path / "gate").touch()
+        with pytest.raises(BudgetExceeded) as info:
+            dying.result(timeout=30)
+        assert queued.result(timeout=30) == "b"
+        assert info.value.kind == kind and info.value.exitcode == exit_code
         assert (tmp_path / "log").read_text() == "ab"  # each ran once
         assert worker.starts == 2 and worker.pid != pid_before
         assert worker.run(square, 5) == 25
@@ -378,27 +381,6 @@ def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path):
         worker.close()
     with pytest.raises(ProcessLookupError):  # the dead one reaped too
         os.kill(pid_before, 0)
-
-
-def test_an_ordered_worker_out_of_memory_passes_the_next_call_on(tmp_path):
-    """A worker out of memory replies and ends before it reads the next call: that call is
-    sent to a new worker, not failed."""
-    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
-    worker = OrderedWorker(depth=2, preload=(__name__,))
-    try:
-        with ThreadPoolExecutor(2) as threads:
-            hog = threads.submit(worker.run, note_when, log, "a", gate, None, True)
-            wait_until(lambda: worker.in_flight == 1, "the first call")
-            queued = threads.submit(worker.run, note_when, log, "b")
-            wait_until(lambda: worker.in_flight == 2, "the second call sent")
-            (tmp_path / "gate").touch()
-            with pytest.raises(BudgetExceeded) as info:
-                hog.result(timeout=30)
-            assert queued.result(timeout=30) == "b"
-        assert info.value.kind == "parse_memory"
-        assert (tmp_path / "log").read_text() == "ab" and worker.starts == 2
-    finally:
-        worker.close()
 
 
 def test_an_ordered_worker_returns_each_error_to_its_own_caller():
