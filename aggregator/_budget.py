@@ -533,7 +533,9 @@ class OrderedWorker:
                     failed += [(f, e) for _, f in self._pending]
                     self._pending.clear()
                 else:
-                    for task, _ in self._pending:
+                    # A copy: the successor's receiver may answer (pop) the first of them
+                    # while the rest are still being sent.
+                    for task in [task for task, _ in self._pending]:
                         _send_or_leave(successor, task)
         for future, error in failed:
             self._room.release()
