@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import sqlalchemy
 from aggregator.exceptions import StorageError
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.storage._schema import LATEST
+from aggregator.storage._sql import _SQLITE_WAL_PAGES
 from aggregator.types import Item, Placement, SourceState, Validators
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -277,3 +279,34 @@ def test_shared_url_opens_the_same_database_from_another_process(tmp_path, monke
     pg = "postgresql+psycopg://u:secret@db.example.org:5432/news?options=-csearch_path%3Dx"
     # as given, password and all
     assert SqlStorage(sqlalchemy.create_engine(pg), pg).shared_url() == pg
+
+
+def test_a_sqlite_log_is_copied_into_the_database_in_large_steps(tmp_path):
+    """issue 8: a commit copies the write-ahead log into the database (and waits for the
+    disk) only past _SQLITE_WAL_PAGES pages, not SQLite's default 1,000 (about 4 MB); at
+    close every row is in the database and the log is gone."""
+    path = tmp_path / "a.db"
+    storage = open_storage(f"sqlite:///{path}", NOW)
+    log = tmp_path / "a.db-wal"
+    try:
+        body = "x" * 100_000
+        largest = 0
+        for n in range(80):  # about 8 MB of rows, a commit each
+            with storage.transaction() as tx:
+                story = tx.add_story(NOW)
+                item = make_item(f"g{n}", f"https://e.com/{n}")
+                tx.add_item(replace(item, summary_text=body), story, Placement(None), NOW)
+            largest = max(largest, log.stat().st_size)
+        # at the default the log would have started over at about 4 MB
+        assert largest > 7_000_000
+        with storage._engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == _SQLITE_WAL_PAGES
+    finally:
+        storage.close()
+    assert not log.exists()
+    reopened = open_storage(f"sqlite:///{path}", NOW)
+    try:
+        assert len(reopened.get_items()) == 80
+    finally:
+        reopened.close()
