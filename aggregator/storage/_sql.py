@@ -70,7 +70,7 @@ _SQLITE_BUSY_TIMEOUT_S = 5
 # Pages the write-ahead log holds before a commit copies them into the database (SQLite's
 # default is 1,000, about 4 MB). Each such checkpoint waits for the disk twice (fsync); a
 # 1,000-source first cycle writes some 440 MB of log, so about 110 checkpoints at the
-# default, 7 at this. Replayed stores of that cycle waited 2.6-3.0 s for the disk, 0.9-1.1 s
+# default, 7 at this. Replayed stores of that cycle waited 2.6-3.2 s for the disk, 0.9-1.1 s
 # with this; paired first cycles took a median 0.97 of the time (issue 8). The log file
 # grows to about 64 MB and is removed when the last connection closes.
 _SQLITE_WAL_PAGES = 16_000
