@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pickle
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from aggregator.types import (
     Source,
     SourceState,
     Topic,
+    pickled_by_fields,
 )
 from bench.corpus import fixed_now, generate_corpus
 from tests.httpserver import static
@@ -100,6 +102,34 @@ def test_features_round_trip_through_a_worker():
     here = pipeline.prepare_items(fetched, source, make_classifier(SECTIONS, TOPIC), 1000)
     assert there.items == here.items
     assert there.features == tuple(features_of(i) for i, _ in here.items)
+
+
+def test_a_prepared_source_pickles_as_calls_of_its_classes():
+    (source, fetched), *_ = corpus_sources(2)
+    classifier = make_classifier(SECTIONS, TOPIC)
+    prepared = pipeline.prepare_items(fetched, source, classifier, 1000, cluster=True)
+    assert prepared.count and prepared.features
+    back = _prepare.PreparedBytes.pack(prepared).unpack()
+    assert back == prepared
+    assert back.times == prepared.times  # not compared by ==, and sent all the same
+    item, placement = back.items[0]
+    assert (item, placement, back.features[0]) == (*prepared.items[0], prepared.features[0])
+    # no dataclasses' __getstate__: each is rebuilt by a call of its class with its fields
+    for value in (prepared, item, placement, prepared.features[0]):
+        rebuild, args = value.__reduce__()
+        assert rebuild is type(value)
+        assert args == tuple(getattr(value, f.name) for f in dataclasses.fields(value))
+        assert pickle.loads(pickle.dumps(value)) == value
+
+
+def test_pickled_by_fields_refuses_a_field_init_cannot_set():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Counted:
+        name: str
+        size: int = dataclasses.field(init=False, default=0)
+
+    with pytest.raises(TypeError, match="Counted"):
+        pickled_by_fields(Counted)
 
 
 def test_features_from_the_worker_change_no_decision(tmp_path):

@@ -1,6 +1,6 @@
 """Text -> the features clustering compares: content words, names, numbers, years.
 
-Pure and deterministic. Imports only the standard library.
+Pure and deterministic. Imports only the standard library and `types` (for pickling).
 
 Why these: two outlets rewriting one event keep its *names* (people, places), its *numbers*
 (22.5 years, $175,000, 236-181) and a few rare content words, while the wording around them
@@ -15,6 +15,8 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+
+from aggregator.types import pickled_by_fields
 
 LEAD_CHARS = 400  # how much of an item's text joins its title; keep in sync with docs/clustering.md
 
@@ -343,6 +345,7 @@ def _is_title_case(tokens: list[_Token]) -> bool:
     return sum(1 for t in words if t[4]) / len(words) > 0.6
 
 
+@pickled_by_fields  # issue 8: sent from the parse workers to the store process
 @dataclass(frozen=True, slots=True)
 class Features:
     """What clustering knows of one item."""

@@ -34,6 +34,7 @@ from aggregator.types import (
     Section,
     Source,
     Topic,
+    pickled_by_fields,
 )
 
 
@@ -42,6 +43,7 @@ def features_of(item: Item) -> Features:
     return extract_features(item.title, item.summary_text)
 
 
+@pickled_by_fields  # issue 8: pickled in the parse worker (`PreparedBytes`)
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A source's parsed, normalized and classified items, ready to store."""
