@@ -8,12 +8,14 @@ benchmark's generated feeds; wherever it is unsure, it must decline (None).
 from __future__ import annotations
 
 import csv
+import random
+import re
 
 import pytest
 
 from aggregator.normalize import normalize_entry
 from aggregator.parse._errors import Unreadable
-from aggregator.parse._fastfeed import parse_plain_feed
+from aggregator.parse._fastfeed import _relative_url, parse_plain_feed
 from aggregator.parse._feed import parse_with_feedparser
 from aggregator.parse._sniff import sniff
 from aggregator.types import Parsed
@@ -145,3 +147,61 @@ def test_fast_path_gives_feedparser_quirks() -> None:
     assert fast is not None
     assert fast.entries[0].link == "https://example.org/p/1"
     _same_result(fast, parse_with_feedparser(rss, URL, None))
+
+
+# The search `_relative_url` stands for (what feedparser would resolve): kept here to compare.
+RELATIVE_URL = re.compile(
+    r"""\b(?:href|src|cite|action|background|longdesc|usemap|poster|srcset|data)\s*=\s*"""
+    r"""(?!\s*["']?\s*(?:https?://|mailto:))""",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "relative"),
+    [
+        ('<a href="https://e.org/a" rel="nofollow">x</a>', False),
+        ('<a href="/a">x</a>', True),
+        ("<img SRC = 'pic.png'>", True),
+        ('<a href=" mailto:a@e.org">x</a>', False),
+        ('<a xhref="/a" hrefs="/b">x</a>', False),  # neither is one of the names
+        ('<a data-href="/a">x</a>', True),  # "href" is a whole word after "-"
+        ('<img srcset="a.png 2x">', True),
+        ("<a \u017frc=/a>", True),  # the long s is an s, without case
+        ("x = 1, data=", True),
+        ("no attributes", False),
+    ],
+)
+def test_a_relative_url_in_a_summary_is_found(value: str, relative: bool) -> None:
+    assert _relative_url(value) is relative
+    assert (RELATIVE_URL.search(value) is not None) is relative
+
+
+def test_relative_urls_are_found_as_the_pattern_finds_them() -> None:
+    """Random strings of the pieces that decide it: the same answer for each."""
+    pieces = [
+        *("href", "HREF", "src", "srcset", "data", "Poster", "longdesc", "\u017f", "s", "et"),
+        *("x", "_", "0", "-", "\u00e9", "\u0130", "\u212a", " ", "\t", "\n", "\u00a0"),
+        *("\u2028", "=", '"', "'", "https://", "http:/", "mailto:", ":", "<a ", ">"),
+    ]
+    rng = random.Random(8)
+    found = 0
+    for _ in range(50_000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
+        expected = RELATIVE_URL.search(value) is not None
+        assert _relative_url(value) is expected, value
+        found += expected
+    assert found > 500  # both answers were tried
+
+
+@pytest.mark.corpus
+def test_relative_urls_in_real_documents_are_found_as_the_pattern_finds_them() -> None:
+    documents = [
+        p
+        for p in sorted(CORPUS.rglob("*"))
+        if p.is_file() and p.suffix in (".xml", ".html", ".htm", ".rss", ".atom")
+    ]
+    assert documents
+    for path in documents:
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert _relative_url(text) is (RELATIVE_URL.search(text) is not None), path
