@@ -30,7 +30,7 @@ from aggregator.cluster import (
     pairwise_quality,
     score_pair,
 )
-from aggregator.cluster._index import Match, _keys
+from aggregator.cluster._index import Match, _keys, _unique_first
 from aggregator.cluster._score import RARE_IDF, SLACK, PairScore, upper_bounds
 from aggregator.cluster._text import (
     _NUMBER,
@@ -848,3 +848,26 @@ def test_an_origins_own_items_are_no_candidates_and_take_no_candidates_place():
     assert "wv" not in index.candidates(features)
     other = index.match(features, DEFAULT_THRESHOLD, origin="other")
     assert other is not None and other.story[0] == "fox"
+
+
+def _same_as_numpy_unique(keys: np.ndarray) -> None:
+    expected = np.unique(keys, return_index=True, return_inverse=True)
+    for got, want in zip(_unique_first(keys), expected, strict=True):
+        assert got.dtype == want.dtype
+        assert np.array_equal(got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2_000), min_size=1, max_size=400))
+def test_unique_first_is_numpys_unique(values: list[int]) -> None:
+    """The candidates' (item, slot) keys, deduplicated with each one's first place and where
+    every posting went: the same arrays as numpy's, duplicates and all."""
+    _same_as_numpy_unique(np.array(values, np.int64))
+
+
+def test_unique_first_falls_back_to_numpy_when_positions_do_not_fit() -> None:
+    rng = np.random.default_rng(8)
+    big = rng.integers(2**55, 2**62, 5_000)  # key << 13 would overflow: numpy's way
+    _same_as_numpy_unique(np.concatenate((big, big[:100])).astype(np.int64))
+    many = rng.integers(0, 30 * 40_000, 30_000)  # a source's postings
+    _same_as_numpy_unique(many.astype(np.int64))

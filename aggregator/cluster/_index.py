@@ -257,6 +257,32 @@ class _Bags:
         return _take(self.flat, _BAG_ID, into), owner, _take(self.parts, np.dtype(np.int8), into)
 
 
+def _unique_first(
+    keys: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """`np.unique(keys, return_index=True, return_inverse=True)` of keys >= 0, the same
+    arrays, from one sort of the keys with each one's position in its low bits instead of a
+    stable argsort and the gathers after it (issue 8): a source's 23,000 postings took 0.9 ms
+    that way, about a third of it this way (the same arrays over random keys, tested)."""
+    n = len(keys)
+    shift = max(n - 1, 1).bit_length()
+    if not n or int(keys.max()) >> (62 - shift):  # no room for the positions: numpy's way
+        pairs, first, where = np.unique(keys, return_index=True, return_inverse=True)
+        return pairs, first, where
+    # by key, and among equal keys by position: each key's first place comes first
+    order = (keys << shift) | np.arange(n)
+    order.sort()
+    place = order & ((1 << shift) - 1)
+    ordered = order >> shift
+    starts = np.empty(n, np.bool_)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    where = np.empty(n, np.intp)
+    where[place] = np.cumsum(starts) - 1
+    begin = np.flatnonzero(starts)
+    return ordered[begin], place[begin], where
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """The story an item joins, through which member, and why."""
@@ -492,9 +518,7 @@ class StoryIndex:
         # Per (item, indexed item): the weight summed in the order found (as a loop over the
         # lists would add it up: the same float), and where it was first found.
         stride = len(self._slot_keys)
-        pairs, first, where = np.unique(
-            item * stride + slots, return_index=True, return_inverse=True
-        )
+        pairs, first, where = _unique_first(item * stride + slots)
         hits = np.bincount(where, weights=weight, minlength=len(pairs))
         owner = pairs // stride
         # Only an item's max_candidates heaviest can be kept: the pairs below its
