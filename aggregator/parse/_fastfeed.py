@@ -41,8 +41,8 @@ _IGNORED_ATOM = frozenset({ATOM + "category"})
 _UTF8 = frozenset({"utf-8", "utf8"})
 _DECL_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)")
 # A URL attribute in a summary that is not absolute: feedparser would resolve it. Found by
-# `_relative_url`: the attribute's name, as a whole word, then `=` and a value that is not
-# an absolute URL (a case-insensitive search for this pattern, 16 times faster, issue 8).
+# `_relative_url`: one of these names, as a whole word, then `=` and a value that is not an
+# absolute URL (issue 8: 16 times faster than the case-insensitive pattern it replaces).
 _URL_ATTRIBUTES = frozenset(
     (
         "href",
