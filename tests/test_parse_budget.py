@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator import pipeline
+from aggregator import _budget, pipeline
 from aggregator._budget import BudgetExceeded, OrderedWorker, WorkerPool, default_pool_size
 from aggregator.classify import make_classifier
 from aggregator.exceptions import FetchError, ParseError
@@ -381,6 +381,39 @@ def test_an_ordered_worker_that_dies_fails_only_the_call_it_ran(tmp_path, exit_c
         worker.close()
     with pytest.raises(ProcessLookupError):  # the dead one reaped too
         os.kill(pid_before, 0)
+
+
+def test_calls_resent_after_a_death_survive_the_new_worker_answering_the_first(
+    tmp_path, monkeypatch
+):
+    """The dead worker's receiver sends the calls queued behind it to the new worker, whose
+    receiver may answer (and drop) the first while the rest are still being sent. Made
+    certain here: each resent call is answered before the next is sent. Sent by walking
+    the list of calls in flight itself, the walk failed ("deque mutated during iteration")
+    and the calls after the first were never sent: their callers waited for ever."""
+    log, gate = str(tmp_path / "log"), str(tmp_path / "gate")
+    worker = OrderedWorker(depth=3, preload=(__name__,))
+    send = _budget._send_or_leave
+
+    def send_then_wait_for_the_answer(to: object, task: bytes) -> None:
+        before = worker.in_flight
+        send(to, task)
+        if threading.current_thread().name.endswith("-replies"):  # a resend after the death
+            wait_until(lambda: worker.in_flight < before, "the resent call answered")
+
+    monkeypatch.setattr(_budget, "_send_or_leave", send_then_wait_for_the_answer)
+    try:
+        dying = worker.submit(note_when, log, "a", gate, 7)
+        queued = [worker.submit(note_when, log, mark) for mark in "bc"]
+        wait_until(lambda: worker.in_flight == 3, "three calls sent")
+        (tmp_path / "gate").touch()
+        with pytest.raises(BudgetExceeded):
+            dying.result(timeout=30)
+        assert [q.result(timeout=30) for q in queued] == ["b", "c"]
+        assert (tmp_path / "log").read_text() == "abc"
+        assert worker.starts == 2 and worker.in_flight == 0
+    finally:
+        worker.close()
 
 
 def test_an_ordered_worker_returns_each_error_to_its_own_caller():
