@@ -865,6 +865,28 @@ def test_unique_first_is_numpys_unique(values: list[int]) -> None:
     _same_as_numpy_unique(np.array(values, np.int64))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.lists(st.integers(0, 300), max_size=64), min_size=1, max_size=16),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_unique_first_is_numpys_unique_on_postings_as_the_index_reads_them(
+    items: list[list[list[int]]],
+) -> None:
+    """As `_candidate_slots` builds them: per item, its probes' posting lists one after the
+    other, each list's slots ascending (a run the sort merges), and slots shared across
+    lists and items."""
+    stride = 301
+    keys = [
+        n * stride + slot for n, lists in enumerate(items) for one in lists for slot in sorted(one)
+    ]
+    if keys:
+        _same_as_numpy_unique(np.array(keys, np.int64))
+
+
 def test_unique_first_falls_back_to_numpy_when_positions_do_not_fit() -> None:
     rng = np.random.default_rng(8)
     big = rng.integers(2**55, 2**62, 5_000)  # key << 13 would overflow: numpy's way

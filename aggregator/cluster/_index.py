@@ -263,7 +263,11 @@ def _unique_first(
     """`np.unique(keys, return_index=True, return_inverse=True)` of keys >= 0, the same
     arrays, from one sort of the keys with each one's position in its low bits instead of a
     stable argsort and the gathers after it (issue 8): a source's 23,000 postings took 0.9 ms
-    that way, about a third of it this way (the same arrays over random keys, tested)."""
+    that way, about a third of it this way (the same arrays over random keys, tested).
+    The sort is numpy's stable one (timsort), though the values are distinct: the keys come
+    as runs in ascending order (each posting list holds its slots oldest first), which it
+    merges instead of sorting afresh, 0.22 s instead of 0.69 s over the benchmark's 1,000
+    sources."""
     n = len(keys)
     shift = max(n - 1, 1).bit_length()
     if not n or int(keys.max()) >> (62 - shift):  # no room for the positions: numpy's way
@@ -271,7 +275,7 @@ def _unique_first(
         return pairs, first, where
     # by key, and among equal keys by position: each key's first place comes first
     order = (keys << shift) | np.arange(n)
-    order.sort()
+    order.sort(kind="stable")  # for its runs (see above), not for its stability
     place = order & ((1 << shift) - 1)
     ordered = order >> shift
     starts = np.empty(n, np.bool_)
