@@ -24,13 +24,14 @@ import html
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from feedparser.datetimes import _parse_date
 from feedparser.mixin import _cp1252, _FeedParserMixin
 from lxml import etree
 
 from aggregator.parse._sniff import charset
+from aggregator.parse._urls import join
 from aggregator.types import Entry, Parsed
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -122,7 +123,7 @@ def _fp(value: str | None) -> str:
 
 def _resolve(link: str, base: str) -> str:
     """feedparser's resolve_uri and its `&amp;` repair of RSS/Atom link values."""
-    link = urljoin(base, link) if link else link
+    link = join(base, link) if link else link
     if "&" not in link:
         return link
     link = link.replace("&amp;", "&")
@@ -135,7 +136,7 @@ def _absolute(link: str | None, base: str) -> str | None:
         return None
     link = link.strip()
     if urlsplit(base).scheme.lower() in {"http", "https"}:
-        return urljoin(base, link)
+        return join(base, link)
     return link
 
 

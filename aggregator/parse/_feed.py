@@ -15,7 +15,7 @@ import warnings
 from datetime import UTC, datetime
 from time import struct_time
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import feedparser
 from feedparser.mixin import _FeedParserMixin
@@ -23,6 +23,7 @@ from feedparser.mixin import _FeedParserMixin
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._fastfeed import parse_plain_feed
 from aggregator.parse._sniff import charset
+from aggregator.parse._urls import join
 from aggregator.types import Entry, Parsed
 
 # feedparser resolves an RSS <guid> (and an Atom <id>) against the feed's URL unless
@@ -204,5 +205,5 @@ def _absolute(link: object, base: str) -> str | None:
         return None
     link = link.strip()
     if urlsplit(base).scheme.lower() in {"http", "https"}:
-        return urljoin(base, link)
+        return join(base, link)
     return link

@@ -26,6 +26,7 @@ from lxml import etree
 
 from aggregator.parse._dates import find_date, parse_date
 from aggregator.parse._errors import Unreadable
+from aggregator.parse._urls import join
 
 # Real pages nest 20-60 deep; a few hundred happens with unclosed tags. Far beyond that is an
 # attack or junk, and bs4 needs seconds for it.
@@ -113,7 +114,7 @@ def absolute(href: object, base: str) -> str | None:
     href = href.strip()
     if not href or href.startswith("#"):
         return None
-    return urljoin(base, href) if is_http(base) else href
+    return join(base, href) if is_http(base) else href
 
 
 def is_http(url: str) -> bool:

@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 from aggregator.parse._dates import parse_date
 from aggregator.parse._errors import Unreadable
+from aggregator.parse._urls import join
 from aggregator.types import Entry, Parsed
 
 _VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
@@ -195,4 +196,4 @@ def _is_http(url: str) -> bool:
 def _resolve(link: str | None, base: str) -> str | None:
     if link is None:
         return None
-    return urljoin(base, link) if _is_http(base) else link
+    return join(base, link) if _is_http(base) else link
