@@ -78,8 +78,10 @@ def profile_cycles(sources: int, clustering: bool = True) -> str:
     return "\n".join(parts)
 
 
-def profile_worker(sources: int) -> str:
-    """cProfile of prepare_items over the corpus bytes, in this process (a worker's work)."""
+def profile_worker(sources: int, cluster: bool = True) -> str:
+    """cProfile of prepare_items over the corpus bytes, in this process (a worker's work);
+    with `cluster`, the items' clustering features too, as a run with clustering on has its
+    workers extract them."""
     from aggregator import pipeline
     from aggregator.classify import make_classifier
     from aggregator.config import load_config
@@ -96,14 +98,15 @@ def profile_worker(sources: int) -> str:
     prof = cProfile.Profile()
     prof.enable()
     for f, source in fetched:
-        pipeline.prepare_items(f, source, classifier, 1000)
+        pipeline.prepare_items(f, source, classifier, 1000, cluster=cluster)
     prof.disable()
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("cumulative").print_stats(30)
     stats.sort_stats("tottime").print_stats(25)
     text = out.getvalue().replace(str(Path.cwd()) + "/", "")
-    return f"=== parse worker's work (prepare_items), {sources} sources, cProfile ===\n{text}"
+    what = "prepare_items, with clustering's features" if cluster else "prepare_items"
+    return f"=== parse worker's work ({what}), {sources} sources, cProfile ===\n{text}"
 
 
 def main() -> None:
@@ -122,7 +125,7 @@ def main() -> None:
     for clustering in modes:
         head = f"##### clustering {'on' if clustering else 'off'} #####\n"
         parts.append(head + profile_cycles(args.sources, clustering))
-    text = "\n".join(parts) + "\n" + profile_worker(args.sources)
+    text = "\n".join(parts) + "\n" + profile_worker(args.sources, cluster=True in modes)
     args.out.write_text(text)
     print(f"wrote {args.out}")
 
