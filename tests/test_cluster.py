@@ -595,10 +595,17 @@ def _ref_is_title_case(title: str) -> bool:
     return sum(1 for w in ws if w[:1].isupper()) / len(ws) > 0.6
 
 
+# `_text._NUMBER` as it was written before it took its first digit first (issue 8).
+_PLAIN_NUMBER = re.compile(
+    r"(?<![\w.])\$?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s*(k|thousand|million|billion|m|bn)\b)?(%)?",
+    re.IGNORECASE,
+)
+
+
 def _ref_numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
     found: set[str] = set()
     years: set[str] = set()
-    for m in _NUMBER.finditer(text):
+    for m in _PLAIN_NUMBER.finditer(text):
         raw, scale = m.group(1), m.group(2)
         value = float(raw.replace(",", ""))
         if scale:
@@ -661,6 +668,32 @@ def test_text_helpers_equal_the_plain_code(text, also):
     assert numbers(text) == _ref_numbers(text)
     plain = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
     assert normalize_text(text) == _PLACE_RE.sub(_spell_out, plain)
+
+
+_NUMBER_PIECES = [
+    "1", "7", "19", "2016", "175", ",000", ",00", ",", ".", ".5", "$", "$$", "a", "x1", "_",
+    " ", "\n", "k", "K", " thousand", "m", " million", "bn", "BN", "%", "\u0663", "\u00bd",
+    "-", "(", "'",
+]  # fmt: skip
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.sampled_from(_NUMBER_PIECES), max_size=25).map("".join))
+def test_numbers_match_as_the_old_pattern_did(text):
+    """The digit-first `_NUMBER` finds what the pattern before it found, groups and spans."""
+    assert [(m.span(1), m.groups()) for m in _NUMBER.finditer(text)] == [
+        (m.span(1), m.groups()) for m in _PLAIN_NUMBER.finditer(text)
+    ]
+
+
+def test_numbers_in_the_benchmark_corpus_match_as_the_old_pattern_did():
+    from bench.corpus import fixed_now, generate_corpus
+
+    texts = [doc.body.decode() for doc in generate_corpus(40, fixed_now()).documents]
+    texts += [f"{title}\n{text}" for title, text in background()]
+    assert sum(len(_PLAIN_NUMBER.findall(t)) for t in texts) > 500  # numbers to compare
+    for text in texts:
+        assert _NUMBER.findall(text) == _PLAIN_NUMBER.findall(text)
 
 
 @settings(max_examples=500)
