@@ -11,7 +11,9 @@
    each peer, sampled.
 3. Runs the peer on the same served sources in the same run: lemon24/reader's
    `update_feeds(workers=W)` with its best W of a few tried; rounds are paired (ours then
-   reader, then the other way round) and compared pair by pair; medians reported.
+   reader, then the other way round) and compared pair by pair; medians reported. With
+   clustering on, each round also runs our cycle without cross-source clustering after the
+   pair (a diagnosis, not a target: how much of our cycle clustering takes).
 4. Scaling: cycle time at 100, 1,000 and 5,000 sources, store size on disk; clustering cost
    per new item at 10k, 100k and 1M stored items (`bench.clustering`, issue 4) and the
    classifier's cost (`bench.classify`, issue 5) when those modules are present.
@@ -112,21 +114,27 @@ def paired_rounds(
             else:
                 got[peer] = cycle("reader", base, sources, workers=workers, memory=0)
         ours, reader = got["ours"], got["reader"]
-        pairs.append(
-            {
-                "round": n + 1,
-                "order": list(order),
-                "ours": ours,
-                "reader": reader,
-                "ratio_first": ours["first"]["wall"] / reader["first"]["wall"],
-                "ratio_second_vs_reader": ours["second"]["wall"] / reader["second"]["wall"],
-                "ours_second_vs_first": ours["second"]["wall"] / ours["first"]["wall"],
-            }
-        )
+        pair = {
+            "round": n + 1,
+            "order": list(order),
+            "ours": ours,
+            "reader": reader,
+            "ratio_first": ours["first"]["wall"] / reader["first"]["wall"],
+            "ratio_second_vs_reader": ours["second"]["wall"] / reader["second"]["wall"],
+            "ours_second_vs_first": ours["second"]["wall"] / ours["first"]["wall"],
+        }
+        if clustering:
+            # Diagnosis, not a target: our cycle without cross-source clustering (a stage
+            # reader does not have), against the same round's reader.
+            off = cycle("ours", base, sources, concurrency=concurrency, clustering=0, memory=0)
+            pair["ours_unclustered"] = off
+            pair["ratio_first_unclustered"] = off["first"]["wall"] / reader["first"]["wall"]
+        pairs.append(pair)
         log(
             f"round {n + 1}: ours {ours['first']['wall']:.2f} s / reader "
-            f"{reader['first']['wall']:.2f} s = {pairs[-1]['ratio_first']:.2f}; ours second "
+            f"{reader['first']['wall']:.2f} s = {pair['ratio_first']:.2f}; ours second "
             f"{ours['second']['wall']:.2f} s"
+            + (f"; without clustering {pair['ratio_first_unclustered']:.2f}" if clustering else "")
         )
     return pairs
 
@@ -228,6 +236,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             growth = max(per_item) / min(per_item)
     summary = {
         "ratio_first_median": median([p["ratio_first"] for p in pairs]),
+        "ratio_first_unclustered_median": median(
+            [p["ratio_first_unclustered"] for p in pairs if "ratio_first_unclustered" in p]
+        ),
         "second_vs_first_median": median([p["ours_second_vs_first"] for p in pairs]),
         "ours_first_median": median([o["first"]["wall"] for o in ours]),
         "ours_second_median": median([o["second"]["wall"] for o in ours]),
@@ -310,19 +321,36 @@ def markdown(results: dict[str, Any]) -> str:
         + ("-" if s["cluster_growth"] is None else f"{s['cluster_growth']:.2f}x")
         + f" | {_mark(s['targets']['clustering per item within 2x, 10k -> 1M'])} |",
         "",
+    ]
+    unclustered = [p["ratio_first_unclustered"] for p in pairs if "ratio_first_unclustered" in p]
+    if unclustered:
+        lines += [
+            "Diagnosis, not a target: our full cycle without cross-source clustering (a stage "
+            "reader does not have), run in each round after the pair, took "
+            f"{s['ratio_first_unclustered_median']:.2f} of reader's time (rounds "
+            + ", ".join(f"{r:.2f}" for r in unclustered)
+            + "): clustering is where the rest of our cycle goes (docs/design.md, "
+            '"Where it stands").',
+            "",
+        ]
+    lines += [
         "## Paired rounds (wall seconds)",
         "",
         "| round | order | ours first | reader first | ours / reader | ours second (304) | "
-        "reader second | ours second / first | items ours / reader |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "reader second | ours second / first | items ours / reader | ours first without "
+        "clustering (after the pair) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
         o, r = p["ours"], p["reader"]
+        off = p.get("ours_unclustered")
         lines.append(
             f"| {p['round']} | {' then '.join(p['order'])} | {o['first']['wall']:.2f} | "
             f"{r['first']['wall']:.2f} | {p['ratio_first']:.2f} | {o['second']['wall']:.2f} | "
             f"{r['second']['wall']:.2f} | {p['ours_second_vs_first']:.3f} | "
-            f"{o['first']['stored_items']:,} / {r['first']['stored_items']:,} |"
+            f"{o['first']['stored_items']:,} / {r['first']['stored_items']:,} | "
+            + ("-" if off is None else f"{off['first']['wall']:.2f}")
+            + " |"
         )
     first = pairs[0]["ours"]
     lines += [

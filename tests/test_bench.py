@@ -58,6 +58,11 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     assert results["summary"]["peak_rss_max"] == memory["ours"]["peak_rss_tree"]
     assert reader["first"]["stored_items"] > 0  # the peer really ran on the same sources
     assert pair["ratio_first"] > 0
+    # diagnosis: the same round's cycle without cross-source clustering, all items stored
+    assert pair["ours_unclustered"]["first"]["stored_items"] == 3000
+    # clustering only ever merges: without it there are at least as many stories
+    assert pair["ours_unclustered"]["first"]["stories"] >= ours["first"]["stories"]
+    assert pair["ratio_first_unclustered"] > 0
     assert [row["sources"] for row in results["scaling"]] == [100]
     assert set(results["summary"]["targets"]) >= {
         "full cycle >= 3x faster than reader",
@@ -69,3 +74,4 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     for heading in ("## Targets", "## Paired rounds", "## Stages of our first cycle", "## Scaling"):
         assert heading in table
     assert "reader" in table and "| 100 | 3,000 |" in table
+    assert "without cross-source clustering" in table
