@@ -9,7 +9,7 @@ import re
 import pytest
 
 import aggregator.parse._urls as urls
-from aggregator.parse._urls import join
+from aggregator.parse._urls import absolute, join
 from tests.conftest import CORPUS
 
 BASES = [
@@ -148,3 +148,11 @@ def test_join_is_urljoin_on_every_link_of_the_real_corpus() -> None:
                 for base in BASES:
                     _same(base, link)
     assert len(seen) > 1_000
+
+
+def test_absolute_resolves_only_against_an_http_base() -> None:
+    assert absolute(" /a?b=1 ", "https://example.org/feed/") == "https://example.org/a?b=1"
+    assert absolute("https://example.net/x", "https://example.org/") == "https://example.net/x"
+    assert absolute("../x", "file:///etc/feed.xml") == "../x"  # as written: never a file join
+    for nothing in (None, "", "   ", 7, ["https://example.org/"]):
+        assert absolute(nothing, "https://example.org/") is None

@@ -24,13 +24,13 @@ import html
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from feedparser.datetimes import _parse_date
 from feedparser.mixin import _cp1252, _FeedParserMixin
 from lxml import etree
 
 from aggregator.parse._sniff import charset
+from aggregator.parse._urls import absolute as _absolute
 from aggregator.parse._urls import join
 from aggregator.types import Entry, Parsed
 
@@ -128,16 +128,6 @@ def _resolve(link: str, base: str) -> str:
         return link
     link = link.replace("&amp;", "&")
     return re.sub("&([A-Za-z0-9_]+);", r"&\g<1>", link)
-
-
-def _absolute(link: str | None, base: str) -> str | None:
-    """As `_feed._absolute`: resolved against an http(s) document URL only."""
-    if not link or not link.strip():
-        return None
-    link = link.strip()
-    if urlsplit(base).scheme.lower() in {"http", "https"}:
-        return join(base, link)
-    return link
 
 
 def _text(el: Any) -> str:

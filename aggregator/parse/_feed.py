@@ -15,7 +15,6 @@ import warnings
 from datetime import UTC, datetime
 from time import struct_time
 from typing import Any
-from urllib.parse import urlsplit
 
 import feedparser
 from feedparser.mixin import _FeedParserMixin
@@ -23,13 +22,13 @@ from feedparser.mixin import _FeedParserMixin
 from aggregator.parse._errors import Unreadable
 from aggregator.parse._fastfeed import parse_plain_feed
 from aggregator.parse._sniff import charset
-from aggregator.parse._urls import join
+from aggregator.parse._urls import absolute as _absolute
 from aggregator.types import Entry, Parsed
 
 # feedparser resolves an RSS <guid> (and an Atom <id>) against the feed's URL unless
 # isPermaLink="false", so a guid "g1" becomes "http://host/feed/g1" and every item would get
 # a new identity when the feed moves to another URL. An id is an identifier, not a link:
-# keep it as written. (Links are still made absolute, by feedparser and by `_absolute`.)
+# keep it as written. (Links are still made absolute, by feedparser and by `_urls.absolute`.)
 _mixin: Any = _FeedParserMixin
 _mixin.can_be_relative_uri = frozenset(_mixin.can_be_relative_uri) - {"id"}
 
@@ -197,13 +196,3 @@ def _text(value: object) -> str | None:
         return None
     value = value.strip()
     return value or None
-
-
-def _absolute(link: object, base: str) -> str | None:
-    """Resolve `link` against the document URL; only an http(s) base is ever used."""
-    if not isinstance(link, str) or not link.strip():
-        return None
-    link = link.strip()
-    if urlsplit(base).scheme.lower() in {"http", "https"}:
-        return join(base, link)
-    return link
