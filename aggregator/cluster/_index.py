@@ -10,12 +10,13 @@ many items the store holds; items older than the window leave the index (`expire
 Scoring a candidate is cheap first (issue 8): a source's new items are matched together
 (`match_many`). One numpy pass over all their candidates (`_columns`, `_score.upper_bounds`)
 gives every pair an upper bound of its score from the ids of both items' words (`_Bags`);
-out go the pairs that cannot reach the lowest floor they will face, and of the rest a pair
-is scored in full (`score_pair`) only when its bound could still change the outcome: reach
-the threshold, beat the best match so far, or, with a vector and no lexical match yet, pass
-the semantic signal's lexical floor. Word rarity is looked up once per word while the
-window stays as it is (`_Weights`). Which story an item joins, and the scores and evidence
-recorded, are those of scoring every candidate in full.
+out go the pairs that cannot reach the lowest floor they will face or whose names conflict
+(`_score.names_conflict`: they never join), and of the rest a pair is scored in full
+(`score_pair`) only when its bound could still change the outcome: reach the threshold, beat
+the best match so far, or, with a vector and no lexical match yet, pass the semantic
+signal's lexical floor. Word rarity is looked up once per word while the window stays as it
+is (`_Weights`). Which story an item joins, and the scores and evidence recorded, are those
+of scoring every candidate in full.
 
 Memory and speed (issue 8): an item's words are kept once, as ids in `_Bags`' flat C-int
 arrays (which the numpy pass reads); its Features are rebuilt from them (`_Bags.features`)
@@ -69,6 +70,7 @@ from aggregator.cluster._score import (
     TITLE_NAMES_FOUND,
     YEARS,
     PairScore,
+    names_conflict,
     score_pair,
     upper_bounds,
 )
@@ -588,13 +590,15 @@ class StoryIndex:
         self.comparisons += len(slots)
         bounds: npt.NDArray[np.float64] | None = None
         if self._bounded and len(slots):
-            bounds = upper_bounds(*self._columns(features, owner, slots))
+            pairs, own = self._columns(features, owner, slots)
+            bounds = upper_bounds(pairs, own)
             # out at once, the candidates that cannot reach the lowest floor any of them will
-            # face: the threshold, or the semantic signal's floor for an item with a vector
+            # face (the threshold, or the semantic signal's floor for an item with a vector),
+            # and those whose names conflict (they never join, nor pass the semantic check)
             lowest = np.array(
                 [threshold if v is None else min(threshold, VERIFY_FLOOR) for _, v in batch]
             )
-            kept = bounds >= lowest[owner] - SLACK
+            kept = (bounds >= lowest[owner] - SLACK) & ~names_conflict(pairs, own)
             owner, slots, bounds = owner[kept], slots[kept], bounds[kept]
         ends = np.searchsorted(owner, np.arange(len(batch)), side="right").tolist()
         found: list[Match | None] = []

@@ -13,6 +13,11 @@ The score is lexical and idf-weighted (rare words count, common ones barely):
              ("Signature Bank" against a Silicon Valley Bank story), a penalty when both
              name US states and share none (two programmes in two states), and a penalty
              when both give years and share none (the same bill, another year).
+    joins    the score reaches the threshold, the two share MIN_SHARED_WORDS words or a
+             headline, and their names do not conflict: when *each* headline names someone
+             or something the other item never mentions ("Lufthansa warns of weaker
+             demand", "Ryanair warns of weaker demand"), they are two events, however many
+             other words they share.
 
 Weights and the threshold were chosen on the dev split of tests/data/clusters (see
 docs/clustering.md).
@@ -78,12 +83,17 @@ class PairScore:
     missing_names: tuple[str, ...] = ()
     state_conflict: bool = False
     shared_count: int = 0  # how many words the two share (`shared_words` lists 8 at most)
+    # each headline has a name the other item never mentions: two events (see `joins`)
+    names_conflict: bool = False
 
     def joins(self, threshold: float) -> bool:
-        """Whether the pair is the same event: the score reaches `threshold`, and the two
-        share at least MIN_SHARED_WORDS words or each one's headline is in the other."""
-        return self.score >= threshold and (
-            self.shared_count >= MIN_SHARED_WORDS or self.title >= SAME_HEADLINE
+        """Whether the pair is the same event: the score reaches `threshold`, the two share
+        at least MIN_SHARED_WORDS words or each one's headline is in the other, and their
+        names do not conflict (each headline naming what the other item never mentions)."""
+        return (
+            self.score >= threshold
+            and (self.shared_count >= MIN_SHARED_WORDS or self.title >= SAME_HEADLINE)
+            and not self.names_conflict
         )
 
     @property
@@ -105,6 +115,7 @@ class PairScore:
             "year_conflict": self.year_conflict,
             "missing_names": list(self.missing_names),
             "state_conflict": self.state_conflict,
+            "names_conflict": self.names_conflict,
         }
 
 
@@ -159,6 +170,7 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
         missing_names=tuple(missing),
         state_conflict=state_conflict,
         shared_count=len(shared),
+        names_conflict=bool(missing_a and missing_b),
     )
 
 
@@ -223,3 +235,13 @@ def upper_bounds(
         (a[:, A_STATES] > 0) & (pairs[:, B_STATES] > 0) & (pairs[:, STATES] == 0)
     )
     return score
+
+
+def names_conflict(
+    pairs: npt.NDArray[np.float64], a: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """For the same rows as `upper_bounds`, `score_pair(a, b).names_conflict`, exactly (whole
+    counts): each headline has a name the other item lacks, so the pair can never join."""
+    return (a[:, A_TITLE_NAMES] > pairs[:, TITLE_NAMES_FOUND]) & (
+        pairs[:, B_TITLE_NAMES] > pairs[:, B_TITLE_NAMES_FOUND]
+    )
