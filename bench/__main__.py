@@ -225,6 +225,25 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _quality_lines(q: dict[str, Any] | None, off: dict[str, Any] | None) -> list[str]:
+    """What the timed cycle's stories are worth: against the corpus's truth (`story_key`)."""
+    if not q:
+        return []
+    text = (
+        f"Stories against the corpus's truth (round 1): {q['stories']:,} stories for "
+        f"{q['true_stories']:,} true ones; of the pairs of items we put in one story, "
+        f"{q['precision']:.4f} belong together (pairwise precision), and of the "
+        f"{q['true_pairs']:,} pairs that do, {q['recall']:.4f} are together (recall)."
+    )
+    if off:
+        text += (
+            f" Without cross-source clustering: {off['stories']:,} stories, precision "
+            f"{off['precision']:.4f}, recall {off['recall']:.4f} (the outlets' rewrites, under "
+            "URLs of their own, are found by clustering alone)."
+        )
+    return [text, ""]
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     pairs = results["pairs"]
     ours = [p["ours"] for p in pairs]
@@ -250,6 +269,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "digest_build_median": median([o["digest"]["build_wall"] for o in ours]),
         "digest_stories": ours[0]["digest"]["stories"],
         "cluster_growth": growth,
+        # our stories against the corpus's truth, round 1 (the same in every round but for
+        # the order sources are stored in)
+        "stories_quality": ours[0].get("clustering_quality"),
+        "stories_quality_unclustered": pairs[0]
+        .get("ours_unclustered", {})
+        .get("clustering_quality"),
     }
     summary["targets"] = {
         "full cycle >= 3x faster than reader": summary["ratio_first_median"] <= TARGET_PEER_RATIO,
@@ -284,7 +309,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Corpus: {n:,} sources x 30 items ({corpus['items']:,} items, "
         f"{corpus['duplicates']:,} slots repeating another source's story with a reworded "
-        f"title and tracking parameters; {corpus['bytes'] / 2**20:.1f} MB), "
+        "title, half of them under its URL with tracking parameters, half under the outlet's "
+        f"own URL; {corpus['bytes'] / 2**20:.1f} MB), "
         + ", ".join(f"{int(share * 100)}% {kind}" for kind, share in MIX)
         + ", served from 127.0.0.1 by a separate process with ETag/Last-Modified. "
         f"reader runs `update_feeds(workers={results['reader_workers']})` "
@@ -388,6 +414,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{one['stored_items'] / one['wall']:,.0f} items/s; {one['stories']:,} stories; "
         f"{one['failed_count']} sources failed.",
         "",
+        *_quality_lines(s["stories_quality"], s["stories_quality_unclustered"]),
         "## Scaling (ours, one round each, sampled for memory)",
         "",
         "| sources | items | first cycle s | items/s | second cycle s | store on disk MB "

@@ -3,8 +3,11 @@
 Deterministic for a seed: the same N gives the same bytes, so rounds and machines compare.
 Titles are built from per-topic phrase lists (so the section rules of the bench config have
 something to match), teasers are HTML paragraphs with links and emphasis, and 12% of the
-stories are repeated in one to three other sources with a reworded title and the link
-carrying tracking parameters (utm_*, fbclid), as syndicated and agency stories are.
+stories are repeated in one to three other sources with a reworded title. Half of the
+repeats link the story's own URL with tracking parameters (utm_*, fbclid), as syndicated
+and agency stories are (the same canonical URL: an exact duplicate); the other half link a
+URL of the repeating outlet's own, as an outlet's rewrite does (only cross-source clustering
+can find those). Every link ends in its story's number, the corpus's truth (`story_key`).
 """
 
 from __future__ import annotations
@@ -266,9 +269,20 @@ def _teaser(rng: random.Random, topic: str, url: str, title: str, place: str) ->
 
 
 def _entity(rng: random.Random) -> str:
-    """A proper name only this story is likely to carry (a company, a law, a town)."""
-    word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).title()
+    """A proper name only this story is likely to carry (a company, a law, a town): four or
+    five syllables, about 25 million words, none as short as a person's last name (three).
+    With two to four (7,200 names with the kinds among two-syllable ones, real words among
+    them: "July"; three-syllable ones shared with people's names), distinct stories of a
+    1,000-source corpus shared names by chance, and the clustering check (`story_key`)
+    counted the merges those caused as the clustering's."""
+    word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(4, 5))).title()
     return f"{word} {rng.choice(_KINDS)}"
+
+
+def story_key(link: str) -> str:
+    """The generator's truth: an item's story is the number its link ends in, before any
+    query (a story's own URL and an outlet's rewrite of it end in the same `-{n}`)."""
+    return link.split("?", 1)[0].rsplit("-", 1)[1]
 
 
 def _story(rng: random.Random, topic: str, n: int, now: datetime) -> Story:
@@ -345,7 +359,15 @@ _EXT = {"rss": "xml", "atom": "atom", "json": "json", "page": "html"}
 def _link(story: Story, dup: bool, s: int) -> str:
     if not dup:
         return story.url
+    if _rewrite(story, s):  # the outlet's own URL, ending in the story's number
+        return f"https://outlet{s}.example.net/{story.topic}/{story.url.rsplit('/', 1)[1]}"
     return f"{story.url}?{_TRACKING[s % len(_TRACKING)]}"
+
+
+def _rewrite(story: Story, s: int) -> bool:
+    """Whether source `s` repeats `story` as a rewrite (a URL of its own) rather than as an
+    agency copy (the story's URL with tracking parameters): half of the pairs, fixed."""
+    return (int(story_key(story.url)) + s) % 2 == 1
 
 
 def _guid(story: Story, s: int) -> str:

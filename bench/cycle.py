@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import MIX, TOPICS, source_paths
+from bench.corpus import MIX, TOPICS, source_paths, story_key
 
 # Section rules from the corpus's topic words, so classify has real work to do.
 _RULES = {
@@ -161,6 +161,26 @@ def _count_stories(database: Path) -> int:
         return int(db.execute("SELECT count(*) FROM stories").fetchone()[0])
 
 
+def clustering_quality(database: Path) -> dict[str, Any]:
+    """Our stories against the corpus's truth (`story_key` of each item's link): how many
+    there are, and the pairwise precision and recall of "these two items are one story"
+    (as `aggregator stories eval` counts them). Read after the measured cycles."""
+    from aggregator.cluster import pairwise_quality
+
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT id, story_id, link FROM items").fetchall()
+    gold = {item: story_key(link) for item, _, link in rows}
+    ours = {item: story for item, story, _ in rows}
+    quality = pairwise_quality(gold, ours)
+    return {
+        "stories": len(set(ours.values())),
+        "true_stories": len(set(gold.values())),
+        "true_pairs": quality.true_pairs,
+        "precision": quality.precision,
+        "recall": quality.recall,
+    }
+
+
 def _sampler(memory: bool) -> RssSampler | contextlib.nullcontext[None]:
     return RssSampler() if memory else contextlib.nullcontext()
 
@@ -240,6 +260,7 @@ def run_ours(
     out["store_bytes"] = sum(p.stat().st_size for p in folder.glob("bench.db*"))
     out["peak_rss_tree"] = _peak(rss)
     out["peak_rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["clustering_quality"] = clustering_quality(folder / "bench.db")  # after the peaks
     return out
 
 

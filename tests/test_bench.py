@@ -8,12 +8,13 @@ cycle's 304s, the scaling row, the results file and its Markdown table.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.__main__ import STAGES, main
-from bench.corpus import MIX, fixed_now, generate_corpus, source_paths
+from bench.corpus import MIX, fixed_now, generate_corpus, source_paths, story_key
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,15 @@ def test_corpus_mixes_formats_and_repeats_stories() -> None:
     # the measured processes take the URLs from `source_paths`, which makes no bodies
     assert source_paths(200) == [(d.path, d.kind) for d in corpus.documents]
     assert source_paths(7) == [(d.path, d.kind) for d in generate_corpus(7, fixed_now()).documents]
+    # repeats: agency copies (the story's URL, tracked) and rewrites (the outlet's own URL);
+    # every link names its story (`story_key`), the truth the benchmark checks stories with
+    body = b"".join(d.body for d in corpus.documents).decode()
+    links = [u for u in re.findall(r"<link>([^<]+)</link>", body) if not u.endswith("/")]
+    rewrites = [u for u in links if u.startswith("https://outlet")]
+    assert 0.03 * len(links) <= len(rewrites) <= 0.09 * len(links)
+    assert len({story_key(u) for u in links}) < len(links)
+    assert story_key("https://news3.example.com/t/2026/11/a-b-1203?utm_source=x") == "1203"
+    assert story_key("https://outlet7.example.net/t/a-b-1203") == "1203"
 
 
 def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
@@ -63,6 +73,13 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     # clustering only ever merges: without it there are at least as many stories
     assert pair["ours_unclustered"]["first"]["stories"] >= ours["first"]["stories"]
     assert pair["ratio_first_unclustered"] > 0
+    # what the timed cycle made, against the corpus's truth: the agency copies (same URL) and
+    # the outlets' rewrites (URLs of their own) joined, distinct stories kept apart
+    quality, off = ours["clustering_quality"], pair["ours_unclustered"]["clustering_quality"]
+    assert quality["true_pairs"] > 100
+    assert quality["precision"] >= 0.98 and quality["recall"] >= 0.98
+    assert off["precision"] >= 0.98 and off["recall"] < 0.75  # rewrites need clustering
+    assert results["summary"]["stories_quality"] == quality
     assert [row["sources"] for row in results["scaling"]] == [100]
     assert set(results["summary"]["targets"]) >= {
         "full cycle >= 3x faster than reader",
@@ -75,3 +92,4 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
         assert heading in table
     assert "reader" in table and "| 100 | 3,000 |" in table
     assert "without cross-source clustering" in table
+    assert "Stories against the corpus's truth" in table
