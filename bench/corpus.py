@@ -323,6 +323,8 @@ def generate_corpus(
             dst = rng.randrange(sources - 1)
             dst += dst >= src
             pos = rng.randrange(items)
+            if any(other is story for other, _ in slots[dst]):
+                continue  # an outlet carries a story once (twice, both peers kept one)
             if not slots[dst][pos][1]:
                 duplicates += 1
             slots[dst][pos] = (story, True)

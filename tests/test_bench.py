@@ -26,6 +26,17 @@ def test_corpus_mixes_formats_and_repeats_stories() -> None:
     for kind, share in MIX:
         assert kinds.count(kind) == round(200 * share)
     assert 0.10 <= corpus.duplicates / corpus.items <= 0.15
+    # no source carries a story twice (both peers would store it once): at the benchmark's
+    # size, every document's 30 item links name 30 stories
+    item_link = {
+        "rss": r"<link>([^<]+-\d+[^<]*)</link>",
+        "atom": r'<link rel="alternate" type="text/html" href="([^"]+)"/>',
+        "json": r'"url": "([^"]+)"',
+        "page": r'<h2 class="teaser__title"><a href="([^"]+)">',
+    }
+    for d in generate_corpus(1000, fixed_now()).documents:
+        links = re.findall(item_link[d.kind], d.body.decode())
+        assert len(links) == 30 and len({story_key(u) for u in links}) == 30, d.path
     assert generate_corpus(200, fixed_now()) == corpus  # deterministic
     # repeated stories carry tracking parameters, in every format
     for kind, _ in MIX:
