@@ -79,7 +79,10 @@ from aggregator.cluster._text import Features
 
 DEFAULT_MAX_POSTINGS = 64
 DEFAULT_PROBE_TOKENS = 16
-DEFAULT_MAX_CANDIDATES = 64
+# 32 since issue 8's names-conflict rule: with it, no candidate ranked 33rd to 64th decided
+# anything on the labelled sets, the real corpus's feeds (6,196 items) or the benchmark's
+# corpus (30,000 items, checked against its truth), and matching costs 0.84 of what it did.
+DEFAULT_MAX_CANDIDATES = 32
 # Pseudo-documents that contain none of the words: with an almost empty window (a first run)
 # every word would look common and the weights would swing with the order items come in.
 PRIOR_DOCS = 100
