@@ -31,7 +31,7 @@ from aggregator.cluster import (
     pairwise_quality,
     score_pair,
 )
-from aggregator.cluster._index import Match, _keys, _unique_first
+from aggregator.cluster._index import PRIOR_DOCS, Match, _keys, _unique_first
 from aggregator.cluster._score import (
     RARE_IDF,
     SLACK,
@@ -1021,7 +1021,7 @@ def test_real_feeds_keep_apart_items_whose_names_conflict(corpus: Path) -> None:
     df: Counter[str] = Counter()
     for d in docs:
         df.update(extract_features(d.title, d.text).doc)
-    idf = lambda t: math.log((len(docs) + 102) / (df[t] + 1))  # noqa: E731 (the index's)
+    idf = lambda t: math.log((len(docs) + PRIOR_DOCS + 2) / (df[t] + 1))  # noqa: E731 (as the index)
     for one, other in [
         ("Scott Galloway on Amazon and Whole Foods", "Ben Thompson on Amazon and Whole Foods"),
         ("CocoaConf Near WWDC", "My CocoaConf Yosemite 2017 Talk"),
