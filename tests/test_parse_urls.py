@@ -9,7 +9,7 @@ import re
 import pytest
 
 import aggregator.parse._urls as urls
-from aggregator.parse._urls import absolute, join
+from aggregator.parse._urls import absolute, is_http, join
 from tests.conftest import CORPUS
 
 BASES = [
@@ -156,3 +156,10 @@ def test_absolute_resolves_only_against_an_http_base() -> None:
     assert absolute("../x", "file:///etc/feed.xml") == "../x"  # as written: never a file join
     for nothing in (None, "", "   ", 7, ["https://example.org/"]):
         assert absolute(nothing, "https://example.org/") is None
+
+
+def test_is_http_is_the_scheme_in_any_case() -> None:
+    assert is_http("https://example.org/") and is_http("HTTP://example.org/feed")
+    for other in ("file:///etc/feed.xml", "ftp://example.org/", "/relative", "", "mailto:a@b"):
+        assert not is_http(other)
+    assert absolute("../x", "HTTPS://example.org/a/b") == "https://example.org/x"

@@ -13,7 +13,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from bs4 import (
     BeautifulSoup,
@@ -26,14 +26,13 @@ from lxml import etree
 
 from aggregator.parse._dates import find_date, parse_date
 from aggregator.parse._errors import Unreadable
-from aggregator.parse._urls import join
+from aggregator.parse._urls import is_http, join
 
 # Real pages nest 20-60 deep; a few hundred happens with unclosed tags. Far beyond that is an
 # attack or junk, and bs4 needs seconds for it.
 MAX_DEPTH = 2000
 DROP = ("script", "style", "noscript", "template", "svg", "iframe", "object")
 SPACE = re.compile(r"\s+")
-_HTTP = frozenset({"http", "https"})
 DATE_PROP = re.compile("date(published|created)", re.IGNORECASE)
 
 
@@ -115,10 +114,6 @@ def absolute(href: object, base: str) -> str | None:
     if not href or href.startswith("#"):
         return None
     return join(base, href) if is_http(base) else href
-
-
-def is_http(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in _HTTP
 
 
 def text_of(node: PageElement | None) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from aggregator.parse._dates import parse_date
 from aggregator.parse._errors import Unreadable
-from aggregator.parse._urls import join
+from aggregator.parse._urls import is_http, join
 from aggregator.types import Entry, Parsed
 
 _VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
@@ -62,7 +62,7 @@ def parse_json_document(content: bytes, url: str) -> Parsed:
         warnings.append("jsonfeed_version: the version URL uses http:, not https:")
     home = _string(doc.get("home_page_url"))
     base = url
-    if home and _is_http(urljoin(url, home)):
+    if home and is_http(urljoin(url, home)):
         base = urljoin(url, home)
 
     entries: list[Entry] = []
@@ -189,11 +189,7 @@ def _string(value: object) -> str | None:
     return value or None
 
 
-def _is_http(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in {"http", "https"}
-
-
 def _resolve(link: str | None, base: str) -> str | None:
     if link is None:
         return None
-    return join(base, link) if _is_http(base) else link
+    return join(base, link) if is_http(base) else link

@@ -35,7 +35,8 @@ from urllib.parse import urljoin
 
 from lxml import etree
 
-from aggregator.parse._html import DATE_PROP, DROP, check_depth, first_date, is_http
+from aggregator.parse._html import DATE_PROP, DROP, check_depth, first_date
+from aggregator.parse._urls import is_http
 
 # An lxml element. lxml ships no type hints (mypy sees `Any`); the alias names what is meant.
 Element: TypeAlias = Any

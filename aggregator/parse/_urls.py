@@ -22,7 +22,8 @@ urljoin over random links built from the characters that decide it and over ever
 the real-world corpus.
 
 `absolute` is the feed parsers' (feedparser's path and the fast path) one way of making an
-item's link absolute with it.
+item's link absolute with it; `is_http` is the parsers' one test of whether a URL may serve
+as a base (an http(s) scheme).
 
 Imports only the standard library.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urljoin, urlsplit
 
+_HTTP = frozenset({"http", "https"})
 _SAME = re.compile(
     r"https?://[^/?#\[\]\t\r\n]+"  # the host: not empty, no brackets
     r"(?:/[^?#;\t\r\n]*)?"  # the path: no params
@@ -54,6 +56,9 @@ def absolute(link: object, base: str) -> str | None:
     if not isinstance(link, str) or not link.strip():
         return None
     link = link.strip()
-    if urlsplit(base).scheme.lower() in {"http", "https"}:
-        return join(base, link)
-    return link
+    return join(base, link) if is_http(base) else link
+
+
+def is_http(url: str) -> bool:
+    """Whether `url`'s scheme is http or https (any case)."""
+    return urlsplit(url).scheme.lower() in _HTTP
