@@ -263,6 +263,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "ours_second_median": median([o["second"]["wall"] for o in ours]),
         "reader_first_median": median([p["reader"]["first"]["wall"] for p in pairs]),
         "reader_second_median": median([p["reader"]["second"]["wall"] for p in pairs]),
+        # CPU of the first cycle over all of a peer's processes, and the cores it kept busy
+        "ours_cpu_median": median([o["first"]["cpu_total"] for o in ours]),
+        "ours_cores_median": median([o["first"]["cores_busy"] for o in ours]),
+        "reader_cpu_median": median([p["reader"]["first"]["cpu_total"] for p in pairs]),
+        "reader_cores_median": median([p["reader"]["first"]["cores_busy"] for p in pairs]),
         "peak_rss_max": results["memory"]["ours"]["peak_rss_tree"],
         "reader_peak_rss": results["memory"]["reader"]["peak_rss_tree"],
         "digest_wall_median": median([o["digest"]["wall"] for o in ours]),
@@ -276,6 +281,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         .get("ours_unclustered", {})
         .get("clustering_quality"),
     }
+    # Diagnosis: the CPU a first cycle could spend and still take TARGET_PEER_RATIO of
+    # reader's time, keeping as many cores busy as ours did.
+    summary["cpu_for_target"] = (
+        TARGET_PEER_RATIO * summary["reader_first_median"] * summary["ours_cores_median"]
+    )
     summary["targets"] = {
         "full cycle >= 3x faster than reader": summary["ratio_first_median"] <= TARGET_PEER_RATIO,
         "second cycle >= 10x faster than first": summary["second_vs_first_median"]
@@ -378,6 +388,36 @@ def markdown(results: dict[str, Any]) -> str:
             + ("-" if off is None else f"{off['first']['wall']:.2f}")
             + " |"
         )
+    lines += [
+        "",
+        "## CPU of the first cycles (all processes)",
+        "",
+        "CPU seconds of each peer's first cycle over all its processes (ours: the main "
+        "process, the parse workers and the store process; reader: one process, its workers "
+        "are threads), and how many cores each kept busy on average (CPU / wall; this machine "
+        f"has {m['cores']}).",
+        "",
+        "| round | ours CPU s | ours cores busy | reader CPU s | reader cores busy | "
+        "ours / reader CPU | ours without clustering CPU s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        o, r = p["ours"]["first"], p["reader"]["first"]
+        off = p.get("ours_unclustered")
+        lines.append(
+            f"| {p['round']} | {o['cpu_total']:.2f} | {o['cores_busy']:.2f} | "
+            f"{r['cpu_total']:.2f} | {r['cores_busy']:.2f} | "
+            f"{o['cpu_total'] / r['cpu_total']:.2f} | "
+            + ("-" if off is None else f"{off['first']['cpu_total']:.2f}")
+            + " |"
+        )
+    lines += [
+        "",
+        f"Diagnosis, not a target: keeping {s['ours_cores_median']:.2f} cores busy (the "
+        "median), a first cycle within 1/3 of reader's time could spend at most "
+        f"{s['cpu_for_target']:.1f} CPU seconds; ours spent {s['ours_cpu_median']:.1f} "
+        f"(reader {s['reader_cpu_median']:.1f}, on {s['reader_cores_median']:.2f} cores).",
+    ]
     first = pairs[0]["ours"]
     lines += [
         "",
@@ -410,7 +450,8 @@ def markdown(results: dict[str, Any]) -> str:
     one = first["first"]
     lines += [
         "",
-        f"Cycle: {one['wall']:.2f} s wall, {one['cpu_main']:.2f} s CPU in the main process, "
+        f"Cycle: {one['wall']:.2f} s wall, {one['cpu_main']:.2f} s CPU in the main process "
+        f"({one['cpu_total']:.2f} s in all, {one['cores_busy']:.2f} cores busy), "
         f"{one['stored_items'] / one['wall']:,.0f} items/s; {one['stories']:,} stories; "
         f"{one['failed_count']} sources failed.",
         "",

@@ -38,6 +38,22 @@ _RULES = {
 }
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's ended children and of theirs (`RUSAGE_CHILDREN`):
+    our parse workers and store process, once they and the fork server that started them
+    have exited and been waited for, which the pipeline does when its update ends (the
+    fork server goes with the last pool, `aggregator/_budget.py`)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_of(wall: float, main: float, children: float) -> dict[str, float]:
+    """A cycle's CPU over all its processes (the main process's threads included: reader's
+    workers are threads), and how many cores that kept busy on average."""
+    total = main + children
+    return {"cpu_children": children, "cpu_total": total, "cores_busy": total / wall}
+
+
 def paths(sources: int) -> list[tuple[str, str]]:
     """(path, kind) of every source of the corpus, as the server serves them. Not from
     `generate_corpus`: the bodies it makes (about 30 MB at 1,000 sources) stayed in the
@@ -218,12 +234,13 @@ def run_ours(
                     return await pipeline.run_once(config, storage, client, now, timings=times)
 
             try:
-                w0, c0 = time.perf_counter(), time.process_time()
+                w0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
                 report = asyncio.run(go())
                 wall, cpu = time.perf_counter() - w0, time.process_time() - c0
                 out[label] = {
                     "wall": wall,
                     "cpu_main": cpu,
+                    **cpu_of(wall, cpu, children_cpu() - k0),
                     "stages": times.as_dict(),
                     "new_items": sum(r.new_items for r in report.results),
                     "not_modified": sum(r.not_modified for r in report.results),
@@ -275,14 +292,16 @@ def run_reader(
     out: dict[str, Any] = {"peer": "reader", "sources": sources, "workers": workers}
     with _sampler(memory) as rss:
         for label in ("first", "second"):
-            w0, c0 = time.perf_counter(), time.process_time()
+            w0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
             reader.update_feeds(workers=workers, scheduled=False)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            spent = cpu_of(wall, cpu, children_cpu() - k0)
             counts = reader.get_entry_counts()
             broken = sum(1 for f in reader.get_feeds() if f.last_exception)
             out[label] = {
                 "wall": wall,
                 "cpu_main": cpu,
+                **spent,
                 "stored_items": counts.total,
                 "failed_count": broken,
             }

@@ -78,6 +78,14 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     assert memory["ours"]["peak_rss_tree"] > 0 and memory["reader"]["peak_rss_tree"] > 0
     assert results["summary"]["peak_rss_max"] == memory["ours"]["peak_rss_tree"]
     assert reader["first"]["stored_items"] > 0  # the peer really ran on the same sources
+    # CPU over all of each peer's processes: ours parses in worker processes, which count
+    # once they have ended; busy cores, on average, can be no more than the machine has
+    cores = results["machine"]["cores"]
+    for cyc in (ours["first"], reader["first"]):
+        assert cyc["cpu_total"] == pytest.approx(cyc["cpu_main"] + cyc["cpu_children"])
+        assert 0 < cyc["cores_busy"] <= cores * 1.05
+    assert ours["first"]["cpu_children"] > 0
+    assert results["summary"]["cpu_for_target"] > 0
     assert pair["ratio_first"] > 0
     # diagnosis: the same round's cycle without cross-source clustering, all items stored
     assert pair["ours_unclustered"]["first"]["stored_items"] == 3000
@@ -99,7 +107,13 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
         "digest of 200 stories < 1 s",
     }
     table = (tmp_path / "RESULTS.md").read_text()
-    for heading in ("## Targets", "## Paired rounds", "## Stages of our first cycle", "## Scaling"):
+    for heading in (
+        "## Targets",
+        "## Paired rounds",
+        "## CPU of the first cycles",
+        "## Stages of our first cycle",
+        "## Scaling",
+    ):
         assert heading in table
     assert "reader" in table and "| 100 | 3,000 |" in table
     assert "without cross-source clustering" in table
