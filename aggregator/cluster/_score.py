@@ -17,7 +17,10 @@ The score is lexical and idf-weighted (rare words count, common ones barely):
              headline, and their names do not conflict: when *each* headline names someone
              or something the other item never mentions ("Lufthansa warns of weaker
              demand", "Ryanair warns of weaker demand"), they are two events, however many
-             other words they share.
+             other words they share. Nor when the headlines share their subject only: each
+             headline's words other than its names are all missing from the other item
+             ("A chip maker acquires the chat app over Bayoteyo Fund", "A research team
+             observe a distant exoplanet over Bayoteyo Fund").
 
 Weights and the threshold were chosen on the dev split of tests/data/clusters (see
 docs/clustering.md).
@@ -85,6 +88,9 @@ class PairScore:
     shared_count: int = 0  # how many words the two share (`shared_words` lists 8 at most)
     # each headline has a name the other item never mentions: two events (see `joins`)
     names_conflict: bool = False
+    # the headlines share their subject only: each one's other words are all missing from
+    # the other item (see `joins`)
+    event_conflict: bool = False
 
     def joins(self, threshold: float) -> bool:
         """Whether the pair is the same event: the score reaches `threshold`, the two share
@@ -94,6 +100,7 @@ class PairScore:
             self.score >= threshold
             and (self.shared_count >= MIN_SHARED_WORDS or self.title >= SAME_HEADLINE)
             and not self.names_conflict
+            and not self.event_conflict
         )
 
     @property
@@ -116,6 +123,7 @@ class PairScore:
             "missing_names": list(self.missing_names),
             "state_conflict": self.state_conflict,
             "names_conflict": self.names_conflict,
+            "event_conflict": self.event_conflict,
         }
 
 
@@ -158,6 +166,13 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
     state_conflict = bool(a.states and b.states and not (a.states & b.states))
     if state_conflict:
         score -= STATE_PENALTY
+    # One subject, two events: "A chip maker acquires the chat app over Bayoteyo Fund" and
+    # "A research team observe a distant exoplanet over Bayoteyo Fund" share the name and
+    # its weight, but neither item has any other word of the other's headline.
+    rest_a, rest_b = a.title - a.names, b.title - b.names
+    event_conflict = bool(
+        rest_a and rest_b and rest_a.isdisjoint(b.doc) and rest_b.isdisjoint(a.doc)
+    )
     words = sorted(shared, key=lambda t: (-idf(t), t))[:8]
     return PairScore(
         score=score,
@@ -171,6 +186,7 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
         state_conflict=state_conflict,
         shared_count=len(shared),
         names_conflict=bool(missing_a and missing_b),
+        event_conflict=event_conflict,
     )
 
 
