@@ -1062,8 +1062,9 @@ def _real_feeds(corpus: Path) -> tuple[list[Doc], dict[object, object]]:
 
 def _across_feeds(docs: list[Doc], one: str, other: str) -> list[tuple[Doc, Doc]]:
     """The pairs of items headlined `one` and `other` from two different feeds."""
-    pairs = [(a, b) for a in docs for b in docs if a.title == one and b.title == other]
-    found = [(a, b) for a, b in pairs if a.origin != b.origin]
+    ones = [d for d in docs if d.title == one]
+    others = [d for d in docs if d.title == other]
+    found = [(a, b) for a in ones for b in others if a.origin != b.origin]
     assert found  # the corpus holds the feed more than once: pairs across two feeds
     return found
 
