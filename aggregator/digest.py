@@ -7,8 +7,10 @@ Imports only `types`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aggregator.types import Digest, DigestSection, DigestSettings, Newsletter, Section, Story
@@ -35,7 +37,7 @@ def story_time(story: Story) -> datetime:
 
 
 def select_digest(
-    stories: Sequence[Story],
+    stories: Iterable[Story],
     sections: Sequence[Section],
     newsletter: Newsletter,
     source_names: dict[str, str],
@@ -44,35 +46,49 @@ def select_digest(
     end: datetime,
     now: datetime,
     settings: DigestSettings,
-    rank: Callable[[Sequence[Story]], list[Story]] | None = None,
+    rank_key: Callable[[Story], Any] | None = None,
     top_count: int = 0,
 ) -> Digest:
-    """Group the period's stories by section (config order), newest first, or in the order
-    `rank` gives (the ranking stage's score, see `aggregator.rank`).
+    """Group the period's stories by section (config order), newest first, or highest first
+    by `rank_key` (the ranking stage's order, see `aggregator.rank`).
 
     Stories first seen outside [start, end) and off-topic stories (no section) stay out.
     Each section shows at most `settings.max_per_section`; the rest are counted in `more`.
-    With `rank` and `top_count`, `Digest.top` holds the `top_count` best stories of the
+    With `rank_key` and `top_count`, `Digest.top` holds the `top_count` best stories of the
     period across sections ("Top stories"); they stay in their sections too.
+
+    `stories` is read once, one at a time, and only the stories a section shows are kept
+    (issue 8: a week of a large newsroom's stories need not fit in memory at once): the same
+    digest as sorting each section's stories in full (stably: stories that tie keep the
+    order they came in) and cutting the list.
     """
-    by_section: dict[str, list[Story]] = {s.id: [] for s in sections}
-    for story in stories:
+    key: Callable[[Story], Any] = story_time if rank_key is None else rank_key
+    cap = settings.max_per_section
+    # per section, a heap of its best `cap` so far, smallest first: (key, -n, story), where
+    # n counts the stories read, so that of two equal keys the one read first ranks higher
+    best: dict[str, list[tuple[Any, int, Story]]] = {s.id: [] for s in sections}
+    counts = dict.fromkeys(best, 0)
+    for n, story in enumerate(stories):
         if not start <= story.first_seen < end:
             continue
-        if story.section is not None and story.section in by_section:
-            by_section[story.section].append(story)
+        placed = story.section
+        if placed is None or placed not in best:
+            continue
+        counts[placed] += 1
+        heap = best[placed]
+        entry = (key(story), -n, story)
+        if len(heap) < cap:
+            heapq.heappush(heap, entry)
+        elif entry[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, entry)
     digest_sections = []
     for section in sections:
-        if rank is not None:
-            chosen = rank(by_section[section.id])
-        else:
-            chosen = sorted(by_section[section.id], key=story_time, reverse=True)
-        cap = settings.max_per_section
+        chosen = sorted(best[section.id], key=lambda e: e[:2], reverse=True)
         digest_sections.append(
             DigestSection(
                 section=section,
-                stories=tuple(chosen[:cap]),
-                more=max(0, len(chosen) - cap),
+                stories=tuple(story for *_, story in chosen),
+                more=counts[section.id] - len(chosen),
             )
         )
     return Digest(
@@ -82,19 +98,17 @@ def select_digest(
         sections=tuple(s for s in digest_sections if s.stories),
         source_names=tuple(sorted(source_names.items())),
         generated_at=now,
-        top=_top(digest_sections, rank, top_count),
+        top=_top(digest_sections, rank_key, top_count),
     )
 
 
 def _top(
-    sections: Sequence[DigestSection],
-    rank: Callable[[Sequence[Story]], list[Story]] | None,
-    count: int,
+    sections: Sequence[DigestSection], rank_key: Callable[[Story], Any] | None, count: int
 ) -> tuple[Story, ...]:
-    if rank is None or count <= 0:
+    if rank_key is None or count <= 0:
         return ()
     shown = [story for ds in sections for story in ds.stories]
-    return tuple(rank(shown)[:count])
+    return tuple(sorted(shown, key=rank_key, reverse=True)[:count])
 
 
 def latest_stories(stories: Sequence[Story], limit: int) -> list[Story]:

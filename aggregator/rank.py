@@ -1,5 +1,6 @@
-"""Ranking stage: stories -> their lead item and a score (pure). The digest takes its "Top
-stories" from the ranking `rank_stories` gives (`digest.select_digest`).
+"""Ranking stage: stories -> their lead item and a score (pure). The digest orders each
+section, and takes its "Top stories", by the ranking's order (`rank_key`,
+`digest.select_digest`).
 
 A story's section never depends on its lead: it is its first-seen member's, or that of the
 first-seen member an editor moved (`Story.section`). Members an editor dropped are left out.
@@ -78,13 +79,19 @@ def story_score(
     return weight * (1 + settings.outlet_bonus * (outlets(story) - 1)) * recency
 
 
+def rank_key(
+    story: Story, weights: Mapping[str, float], now: datetime, settings: ClusterSettings
+) -> tuple[float, datetime, int]:
+    """The ranking's order, highest first: the score, then the newer story, then the higher
+    id (so no two stories tie)."""
+    return (story_score(story, weights, now, settings), story_date(story), story.id)
+
+
 def rank_stories(
     stories: Sequence[Story],
     weights: Mapping[str, float],
     now: datetime,
     settings: ClusterSettings,
 ) -> list[Story]:
-    """Highest score first; ties: the newer story, then the higher id."""
-    scored = [(story_score(s, weights, now, settings), story_date(s), s.id, s) for s in stories]
-    scored.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
-    return [s for *_, s in scored]
+    """Highest score first; ties: the newer story, then the higher id (`rank_key`)."""
+    return sorted(stories, key=lambda s: rank_key(s, weights, now, settings), reverse=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import load_config
-from aggregator.digest import select_digest
+from aggregator.digest import select_digest, story_time
 from aggregator.exceptions import ConfigError
-from aggregator.rank import choose_lead, outlets, rank_stories, story_score
+from aggregator.rank import choose_lead, outlets, rank_key, rank_stories, story_score
 from aggregator.types import (
     EDITOR_REASON,
     ClusterSettings,
@@ -135,11 +135,77 @@ def test_top_stories_are_the_best_shown_across_sections():
         end=NOW + timedelta(hours=1),
         now=NOW,
         settings=DigestSettings(max_per_section=5),
-        rank=lambda chosen: rank_stories(chosen, {}, NOW, settings),
+        rank_key=lambda s: rank_key(s, {}, NOW, settings),
         top_count=1,
     )
     assert [s.id for s in digest.top] == [2]  # wide, in section t; off never counts
     assert {ds.section.id for ds in digest.sections} == {"s", "t"}
+
+
+def _whole_sort_digest(stories, sections, settings, start, end, key):
+    """The selection as written before issue 8 read stories one at a time: every section's
+    stories sorted in full (stably), then cut."""
+    by_section = {s.id: [] for s in sections}
+    for st in stories:
+        if start <= st.first_seen < end and st.section in by_section:
+            by_section[st.section].append(st)
+    cap = settings.max_per_section
+    chosen = {k: sorted(v, key=key, reverse=True) for k, v in by_section.items()}
+    return {k: ([st.id for st in v[:cap]], max(0, len(v) - cap)) for k, v in chosen.items()}
+
+
+@pytest.mark.parametrize("ranked", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_digest_read_one_story_at_a_time_equals_sorting_every_section_in_full(seed, ranked):
+    """issue 8: `select_digest` keeps only what a section shows; its sections, their order,
+    `more` and the top stories are those of sorting all of a section's stories and cutting,
+    with many ties (stories seen at the same hour, off-topic, outside the period, dropped)."""
+    import random
+
+    rng = random.Random(seed)
+    settings = ClusterSettings()
+    sections = (Section("s", "S"), Section("t", "T"), Section("u", "U"))
+    stories = []
+    next_id = iter(range(1, 10_000))
+    for n in range(rng.randint(0, 400)):
+        members = [
+            member(
+                next(next_id),
+                rng.choice("abcdef"),
+                hours_ago=rng.choice([1, 2, 3, 30, 200]),  # 200 h: before the period
+                section=rng.choice(["s", "t", "u", "v", None]),  # v: no such section
+            )
+            for _ in range(rng.randint(1, 3))
+        ]
+        if rng.random() < 0.1:
+            members[0] = replace(members[0], placement=Placement(None, reason=EDITOR_REASON))
+        stories.append(choose_lead(story(rng.randint(1, 10**6) * 10 + n % 10, *members), {}))
+    cap = rng.choice([1, 3, 20])
+    start, end = NOW - timedelta(days=7), NOW
+    key = (lambda st: rank_key(st, {}, NOW, settings)) if ranked else None
+    digest = select_digest(
+        iter(stories),  # read once
+        sections,
+        Newsletter("N", "https://n.example/", "d", "UTC"),
+        {},
+        start=start,
+        end=end,
+        now=NOW,
+        settings=DigestSettings(max_per_section=cap),
+        rank_key=key,
+        top_count=4,
+    )
+    expected = _whole_sort_digest(
+        stories, sections, DigestSettings(max_per_section=cap), start, end, key or story_time
+    )
+    got = {ds.section.id: ([st.id for st in ds.stories], ds.more) for ds in digest.sections}
+    assert got == {k: v for k, v in expected.items() if v[0]}
+    assert [ds.section.id for ds in digest.sections] == [k for k, v in expected.items() if v[0]]
+    shown = [st for ds in digest.sections for st in ds.stories]
+    if ranked:
+        assert digest.top == tuple(rank_stories(shown, {}, NOW, settings)[:4])
+    else:
+        assert digest.top == ()
 
 
 CONFIG = """

@@ -143,6 +143,48 @@ def test_stories_window_order_and_members(storage):
     assert [i.item.guid for i in storage.get_items(since=NOW)] == ["n2", "n1"]
 
 
+def test_stories_are_read_a_chunk_at_a_time_in_the_order_of_a_whole_read(storage):
+    """issue 8: `iter_stories` hands out what `get_stories` returns, in its order, across
+    the chunks it reads (500 stories each): 1,203 stories, every third with a second member,
+    one empty (skipped), all first seen at once (ties: the higher id first)."""
+    from aggregator.storage._util import CHUNK
+
+    count = 2 * CHUNK + 203
+    with storage.transaction() as tx:
+        ids = tx.add_stories(NOW, count)
+        rows = []
+        for n, story in enumerate(ids):
+            rows.append((make_item(f"a{n}", source="a"), story, Placement("training")))
+            if n % 3 == 0:
+                rows.append((make_item(f"b{n}", source="b"), story, Placement("crisis")))
+        tx.add_items(rows, NOW)
+        empty = tx.add_story(NOW + timedelta(hours=1))
+    whole = storage.get_stories()
+    assert len(whole) == count and empty not in {s.id for s in whole}
+    streamed = storage.iter_stories()
+    first = next(streamed)
+    assert first == whole[0]
+    assert [first, *streamed] == whole
+    assert [s.id for s in whole] == sorted(ids, key=lambda i: (NOW, i), reverse=True)
+    pairs = [s for s in whole if s.others]
+    assert len(pairs) == (count + 2) // 3
+    assert all([m.item.guid[0] for m in s.members] == ["a", "b"] for s in pairs)
+    assert list(storage.iter_stories(since=NOW + timedelta(minutes=1))) == []
+    assert list(storage.iter_stories(limit=3)) == storage.get_stories(limit=3) == whole[:2]
+
+
+def test_a_failed_read_of_stories_is_a_storage_error(storage):
+    with storage.transaction() as tx:
+        tx.add_item(make_item("g"), tx.add_story(NOW), Placement(None), NOW)
+    assert isinstance(storage, SqlStorage)
+    with storage._engine.begin() as conn:  # the stories are found, their items are not
+        conn.execute(sqlalchemy.text("ALTER TABLE items RENAME TO items_gone"))
+    with pytest.raises(StorageError, match="while reading stories"):
+        next(storage.iter_stories())
+    with pytest.raises(StorageError, match="while reading stories"):
+        storage.get_stories()
+
+
 def test_reopen_keeps_data_and_schema_version(database_url):
     s = open_storage(database_url, NOW)
     with s.transaction() as tx:

@@ -33,7 +33,7 @@ from aggregator.cluster._text import Features
 from aggregator.dedupe import StoryRef, item_keys
 from aggregator.exceptions import ConfigError, ConfigProblem
 from aggregator.pipeline._prepare import features_of
-from aggregator.rank import choose_lead, rank_stories
+from aggregator.rank import choose_lead, rank_key
 from aggregator.storage import StorageType, TransactionType
 from aggregator.types import ClusterSettings, Config, Item, StoredItem, Story, StoryLink
 
@@ -255,17 +255,28 @@ def index_stored(index: StoryIndex, stored: StoredItem, vector: Vector | None = 
 # --- leads and ranking for the outputs -------------------------------------------------------
 
 
+def ranking(
+    config: Config, now: datetime
+) -> tuple[Callable[[Story], Story], Callable[[Story], tuple[float, datetime, int]]]:
+    """How the outputs show a story (its lead chosen, `aggregator.rank.choose_lead`) and
+    the ranking's order at `now` (`aggregator.rank.rank_key`, highest first)."""
+    weights = {s.id: s.weight for s in config.sources}
+
+    def lead(story: Story) -> Story:
+        return choose_lead(story, weights)
+
+    def key(story: Story) -> tuple[float, datetime, int]:
+        return rank_key(story, weights, now, config.clustering)
+
+    return lead, key
+
+
 def ranked(
     config: Config, stories: Sequence[Story], now: datetime
-) -> tuple[list[Story], Callable[[Sequence[Story]], list[Story]]]:
-    """The stories with their leads chosen, and the ranking (`aggregator.rank`) at `now`."""
-    weights = {s.id: s.weight for s in config.sources}
-    leads = [choose_lead(s, weights) for s in stories]
-
-    def rank(chosen: Sequence[Story]) -> list[Story]:
-        return rank_stories(chosen, weights, now, config.clustering)
-
-    return leads, rank
+) -> tuple[list[Story], Callable[[Story], tuple[float, datetime, int]]]:
+    """The stories with their leads chosen, and the ranking's order at `now` (`ranking`)."""
+    lead, key = ranking(config, now)
+    return [lead(s) for s in stories], key
 
 
 # --- editors: merge, split, re-cluster ------------------------------------------------------

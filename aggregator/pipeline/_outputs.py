@@ -18,7 +18,7 @@ import jinja2
 from aggregator.digest import last_complete_week, latest_stories, select_digest
 from aggregator.fetch import Resolver, system_resolver
 from aggregator.output import write_outputs
-from aggregator.pipeline._cluster import ranked  # issue 4
+from aggregator.pipeline._cluster import ranked, ranking  # issue 4
 from aggregator.pipeline._timing import StageTimes
 from aggregator.pipeline._update import Progress, update_sources
 from aggregator.render import make_environment, render_digest, render_feed
@@ -155,8 +155,10 @@ def render_period(
     config: Config, storage: StorageType, now: datetime, start: datetime, end: datetime
 ) -> tuple[Digest, Rendered]:
     """The digest of [start, end) selected from the store and rendered."""
-    # issue 4: leads chosen, stories ranked (recency measured at the period's end)
-    stories, rank = ranked(config, storage.get_stories(since=start, until=end), min(now, end))
+    # issue 4: leads chosen, stories ranked (recency measured at the period's end); issue 8:
+    # the period's stories are read a chunk at a time and only those shown are kept
+    lead, rank_key = ranking(config, min(now, end))
+    stories = map(lead, storage.iter_stories(since=start, until=end))
     names, urls = _source_maps(config)
     digest = select_digest(
         stories,
@@ -167,7 +169,7 @@ def render_period(
         end=end,
         now=now,
         settings=config.digest,
-        rank=rank,
+        rank_key=rank_key,
         top_count=config.clustering.top_stories,
     )
     env = _environment(config.templates_dir)

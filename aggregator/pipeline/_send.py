@@ -25,7 +25,7 @@ from aggregator.deliver import (
 from aggregator.digest import select_digest
 from aggregator.exceptions import DeliveryError, IssueHeld
 from aggregator.output import write_outputs
-from aggregator.pipeline._cluster import ranked  # issue 4
+from aggregator.pipeline._cluster import ranked, ranking  # issue 4
 from aggregator.pipeline._outputs import (
     _source_maps,
     build_digest,
@@ -141,7 +141,7 @@ def issue_section_counts(storage: StorageType, issue: Issue) -> dict[str, int]:
             counts[frozen.section] = counts.get(frozen.section, 0) + 1
         return counts
     wanted = set(issue.story_ids)
-    for story in storage.get_stories(since=issue.start, until=issue.end):
+    for story in storage.iter_stories(since=issue.start, until=issue.end):
         if story.id in wanted and story.section is not None:
             counts[story.section] = counts.get(story.section, 0) + 1
     return counts
@@ -268,7 +268,7 @@ class PersonalIssues:
     def _from_store(self) -> list[Story]:
         wanted, created = set(self.issue.story_ids), self.issue.created
         found = []
-        for s in self.storage.get_stories(since=self.issue.start, until=self.issue.end):
+        for s in self.storage.iter_stories(since=self.issue.start, until=self.issue.end):
             members = [m for m in s.members if m.first_seen <= created]
             if s.id in wanted and members:
                 found.append(Story(s.id, members[0], tuple(members[1:])))
@@ -298,7 +298,7 @@ class PersonalIssues:
             end=issue.end,
             now=issue.created,
             settings=config.digest,
-            rank=ranked(config, (), min(issue.created, issue.end))[1],  # issue 4
+            rank_key=ranking(config, min(issue.created, issue.end))[1],  # issue 4
             top_count=config.clustering.top_stories,  # issue 4
         )
         rendered = render_digest(

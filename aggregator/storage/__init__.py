@@ -5,7 +5,7 @@ Knows nothing of the stages: imports only `types` and `exceptions` (and SQLAlche
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -95,6 +95,13 @@ class StorageType(Protocol):
         until: datetime | None = None,
         limit: int | None = None,
     ) -> list[Story]: ...
+    def iter_stories(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Story]: ...
     def count_items(self) -> int: ...
     def count_items_by_source(
         self,

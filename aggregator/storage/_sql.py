@@ -47,7 +47,12 @@ from aggregator.storage._schema import (
     web_events,  # web (issue 7)
 )
 from aggregator.storage._stories import StoryReadMethods, StoryTransactionMethods  # issue 4
-from aggregator.storage._util import _chunks, _row_to_stored, _wrap  # shared by every module
+from aggregator.storage._util import (
+    _chunks,
+    _row_to_stored,
+    _wrap,
+    _wrap_iter,
+)  # shared by every module
 from aggregator.types import (
     Delivery,
     DeliveryStatus,
@@ -734,7 +739,6 @@ class SqlStorage(
         with self._engine.connect() as conn:
             return [_row_to_stored(r) for r in conn.execute(query)]
 
-    @_wrap("reading stories")
     def get_stories(
         self,
         *,
@@ -747,6 +751,19 @@ class SqlStorage(
         The lead is the story's first-seen item (ties: lowest id); the others follow in
         the order they were seen. Every stored item is in exactly one story.
         """
+        return list(self.iter_stories(since=since, until=until, limit=limit))
+
+    @_wrap_iter("reading stories")
+    def iter_stories(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Story]:
+        """`get_stories`, read and handed out a chunk of stories at a time (issue 8: a week
+        of 50,000 sources' stories, 1.5 million items, took 5 GB as one list). One
+        connection, and so one snapshot of the store, from the first story to the last."""
         query = select(stories.c.id).order_by(stories.c.first_seen.desc(), stories.c.id.desc())
         if since is not None:
             query = query.where(stories.c.first_seen >= since)
@@ -756,8 +773,8 @@ class SqlStorage(
             query = query.limit(limit)
         with self._engine.connect() as conn:
             ids = [r.id for r in conn.execute(query)]
-            by_story: dict[int, list[StoredItem]] = {i: [] for i in ids}
             for chunk in _chunks(ids):
+                by_story: dict[int, list[StoredItem]] = {i: [] for i in chunk}
                 rows = conn.execute(
                     select(items)
                     .where(items.c.story_id.in_(chunk))
@@ -765,11 +782,9 @@ class SqlStorage(
                 )
                 for r in rows:
                     by_story[r.story_id].append(_row_to_stored(r))
-        return [
-            Story(id=i, lead=members[0], others=tuple(members[1:]))
-            for i, members in by_story.items()
-            if members
-        ]
+                for i, members in by_story.items():
+                    if members:
+                        yield Story(id=i, lead=members[0], others=tuple(members[1:]))
 
     @_wrap("counting items")
     def count_items(self) -> int:

@@ -30,13 +30,33 @@ def _wrap(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return fn(*args, **kwargs)
             except SQLAlchemyError as e:
-                # The driver's first line says what happened; the rest is SQL noise.
-                detail = str(getattr(e, "orig", None) or e).splitlines()[0]
-                raise StorageError(f"database error while {what}: {detail}") from e
+                raise _storage_error(what, e) from e
 
         return wrapper
 
     return decorate
+
+
+def _wrap_iter(what: str) -> Callable[[Callable[P, Iterator[R]]], Callable[P, Iterator[R]]]:
+    """`_wrap` for a generator: an error raised while it is read becomes a StorageError."""
+
+    def decorate(fn: Callable[P, Iterator[R]]) -> Callable[P, Iterator[R]]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
+            try:
+                yield from fn(*args, **kwargs)
+            except SQLAlchemyError as e:
+                raise _storage_error(what, e) from e
+
+        return wrapper
+
+    return decorate
+
+
+def _storage_error(what: str, e: SQLAlchemyError) -> StorageError:
+    # The driver's first line says what happened; the rest is SQL noise.
+    detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+    return StorageError(f"database error while {what}: {detail}")
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[list[Any]]:
