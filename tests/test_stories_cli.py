@@ -170,6 +170,24 @@ def test_stories_list_and_explain(newsroom):
     assert code == 2 and "story 99999 does not exist" in err
 
 
+def test_the_stories_list_streams_a_chunk_at_a_time_and_lists_each_once(newsroom, monkeypatch):
+    """issue 8: the list reads its stories and their links a chunk at a time (here one story
+    per chunk), in the store's order, each story once and every member's link found."""
+    from aggregator.cli import _stories
+
+    fetch_all(newsroom)
+    whole = stories_of(newsroom)
+    _, text_whole, _ = run(newsroom, "stories", "--since", "2000-01-01")
+    monkeypatch.setattr(_stories, "_LIST_CHUNK", 1)
+    code, out, _ = run(newsroom, "stories", "--since", "2000-01-01", "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in rows] == [s.id for s in whole]
+    assert all(m["signal"] is not None for r in rows for m in r["members"])
+    code, text, _ = run(newsroom, "stories", "--since", "2000-01-01")
+    assert code == 0 and text == text_whole and text.endswith(f"\n{len(whole)} stories\n")
+
+
 def test_split_and_merge_survive_reclustering(newsroom):
     fetch_all(newsroom)
     story = weirton(stories_of(newsroom))

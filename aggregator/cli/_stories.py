@@ -12,6 +12,7 @@ stories eval [--data PATH] [--threshold X]    pairwise precision and recall on a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Hashable
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,7 +24,7 @@ import yaml
 
 from aggregator.cli._common import EXIT_OK, UsageError, open_store, parse_time
 from aggregator.cluster import Doc, Embed, cluster_items, load_embedder, pairwise_quality
-from aggregator.pipeline import merge_stories, ranked, recluster, split_story
+from aggregator.pipeline import merge_stories, ranked, ranking, recluster, split_story
 from aggregator.rank import outlets, story_score
 from aggregator.types import Config, StoredItem, Story, StoryLink
 
@@ -50,49 +51,72 @@ def _member_json(m: StoredItem, link: StoryLink | None) -> dict[str, Any]:
     }
 
 
+# Stories listed per read of their links: the list streams (issue 8: a newsroom's window
+# of stories need not fit in memory, and the first ones show at once).
+_LIST_CHUNK = 500
+
+
 def cmd_stories(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     if args.explain is not None:
         return _explain(args.explain, config, out, now)
     since = _since(args, config, now)
-    storage = open_store(config, now)
-    try:
-        raw = storage.get_stories(since=since, limit=args.limit)
-        found, _ = ranked(config, raw, now)
-        links = storage.get_story_links([m.id for s in raw for m in s.members])
-    finally:
-        storage.close()
+    lead, _ = ranking(config, now)
     weights = {s.id: s.weight for s in config.sources}
     zone = ZoneInfo(config.newsletter.timezone)
-    for story, stored in zip(found, raw, strict=True):
-        score = story_score(story, weights, now, config.clustering)
-        members = _with_dropped(story, stored)
-        if args.json:
-            row = {
-                "id": story.id,
-                "score": round(score, 4),
-                "outlets": outlets(story),
-                "section": story.section,
-                "first_seen": story.first_seen.isoformat(),
-                "lead": story.lead.id,
-                "members": [_member_json(m, links.get(m.id)) for m in members],
-            }
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            continue
-        when = story.first_seen.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        out.write(
-            f"story {story.id}  score {score:.3f}  {outlets(story)} outlet(s)  {when}  "
-            f"[{story.section or 'off-topic'}]\n"
-        )
-        for m in members:
-            link = links.get(m.id)
-            mark = "x" if m.placement.dropped else "*" if m is story.lead else "-"
-            why = f"  ({link.signal} {link.score:.2f})" if link and link.signal != "lead" else ""
-            gone = "  (dropped by an editor: not shown)" if m.placement.dropped else ""
-            out.write(f"  {mark} #{m.id} {m.item.source_id}: {m.item.title}{why}{gone}\n")
+    listed = 0
+    storage = open_store(config, now)
+    try:
+        stored_stories = storage.iter_stories(since=since, limit=args.limit)
+        while chunk := list(itertools.islice(stored_stories, _LIST_CHUNK)):
+            links = storage.get_story_links([m.id for s in chunk for m in s.members])
+            for stored in chunk:
+                shown = lead(stored)
+                score = story_score(shown, weights, now, config.clustering)
+                _write_story(shown, stored, score, links, zone, out, as_json=args.json)
+            listed += len(chunk)
+    finally:
+        storage.close()
     if not args.json:
-        out.write(f"{len(found)} stories\n")
+        out.write(f"{listed} stories\n")
     return EXIT_OK
+
+
+def _write_story(
+    story: Story,
+    stored: Story,
+    score: float,
+    links: dict[int, StoryLink],
+    zone: ZoneInfo,
+    out: TextIO,
+    *,
+    as_json: bool,
+) -> None:
+    """One story of `aggregator stories`: as shown (`story`), with its dropped members."""
+    members = _with_dropped(story, stored)
+    if as_json:
+        row = {
+            "id": story.id,
+            "score": round(score, 4),
+            "outlets": outlets(story),
+            "section": story.section,
+            "first_seen": story.first_seen.isoformat(),
+            "lead": story.lead.id,
+            "members": [_member_json(m, links.get(m.id)) for m in members],
+        }
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    when = story.first_seen.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    out.write(
+        f"story {story.id}  score {score:.3f}  {outlets(story)} outlet(s)  {when}  "
+        f"[{story.section or 'off-topic'}]\n"
+    )
+    for m in members:
+        link = links.get(m.id)
+        mark = "x" if m.placement.dropped else "*" if m is story.lead else "-"
+        why = f"  ({link.signal} {link.score:.2f})" if link and link.signal != "lead" else ""
+        gone = "  (dropped by an editor: not shown)" if m.placement.dropped else ""
+        out.write(f"  {mark} #{m.id} {m.item.source_id}: {m.item.title}{why}{gone}\n")
 
 
 def _with_dropped(shown: Story, stored: Story) -> tuple[StoredItem, ...]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports each n
         RunClusterer,
         merge_stories,
         ranked,
+        ranking,
         recluster,
         split_story,
     )
@@ -158,6 +159,7 @@ __all__ = [
     "public_issue",
     "public_issues",
     "ranked",
+    "ranking",
     "read_example_file",  # issue 5
     "recluster",
     "record_job_run",
