@@ -79,7 +79,7 @@ def select_digest(
         entry = (key(story), -n, story)
         if len(heap) < cap:
             heapq.heappush(heap, entry)
-        elif entry[:2] > heap[0][:2]:
+        elif heap and entry[:2] > heap[0][:2]:  # (none kept when cap is 0)
             heapq.heapreplace(heap, entry)
     digest_sections = []
     for section in sections:

@@ -180,7 +180,7 @@ def test_a_digest_read_one_story_at_a_time_equals_sorting_every_section_in_full(
         if rng.random() < 0.1:
             members[0] = replace(members[0], placement=Placement(None, reason=EDITOR_REASON))
         stories.append(choose_lead(story(rng.randint(1, 10**6) * 10 + n % 10, *members), {}))
-    cap = rng.choice([1, 3, 20])
+    cap = rng.choice([0, 1, 3, 20])
     start, end = NOW - timedelta(days=7), NOW
     key = (lambda st: rank_key(st, {}, NOW, settings)) if ranked else None
     digest = select_digest(
