@@ -772,7 +772,7 @@ class SqlStorage(
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as conn:
-            ids = [r.id for r in conn.execute(query)]
+            ids = list(conn.execute(query).scalars())  # half the time of a list of rows
             for chunk in _chunks(ids):
                 by_story: dict[int, list[StoredItem]] = {i: [] for i in chunk}
                 rows = conn.execute(
