@@ -8,7 +8,8 @@ Imports only `types`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -99,6 +100,21 @@ def select_digest(
         source_names=tuple(sorted(source_names.items())),
         generated_at=now,
         top=_top(digest_sections, rank_key, top_count),
+    )
+
+
+def in_full(digest: Digest, full: Mapping[int, Story]) -> Digest:
+    """`digest` with each story replaced by `full`'s of its id (issue 8: a digest is selected
+    from the stories' outlines, and only the stories it shows are read in full). A story
+    `full` lacks (emptied since it was selected) is left out, and counted in `more`."""
+    sections = []
+    for ds in digest.sections:
+        kept = tuple(full[s.id] for s in ds.stories if s.id in full)
+        sections.append(replace(ds, stories=kept, more=ds.more + len(ds.stories) - len(kept)))
+    return replace(
+        digest,
+        sections=tuple(ds for ds in sections if ds.stories),
+        top=tuple(full[s.id] for s in digest.top if s.id in full),
     )
 
 

@@ -49,6 +49,8 @@ def choose_lead(story: Story, weights: Mapping[str, float]) -> Story:
     chosen by the rule in the module docstring among the members placed in the story's
     section (`Story.section`, which does not depend on the lead), the others in first-seen
     order. A story whose every member was dropped comes back unchanged (it has no section)."""
+    if not story.others:  # (most stories) one member: the lead already, or dropped
+        return story
     anchor = story.anchor
     if anchor is None:
         return story
@@ -73,8 +75,18 @@ def story_score(
     story: Story, weights: Mapping[str, float], now: datetime, settings: ClusterSettings
 ) -> float:
     """The score in the module docstring."""
+    return _score(story, weights, now, settings, story_date(story))
+
+
+def _score(
+    story: Story,
+    weights: Mapping[str, float],
+    now: datetime,
+    settings: ClusterSettings,
+    date: datetime,
+) -> float:
     weight = max(weights.get(m.item.source_id, 1.0) for m in (story.lead, *story.others))
-    age_hours = max(0.0, (now - story_date(story)).total_seconds() / 3600)
+    age_hours = max(0.0, (now - date).total_seconds() / 3600)
     recency: float = 0.5 ** (age_hours / settings.half_life_hours)
     return weight * (1 + settings.outlet_bonus * (outlets(story) - 1)) * recency
 
@@ -84,7 +96,8 @@ def rank_key(
 ) -> tuple[float, datetime, int]:
     """The ranking's order, highest first: the score, then the newer story, then the higher
     id (so no two stories tie)."""
-    return (story_score(story, weights, now, settings), story_date(story), story.id)
+    date = story_date(story)
+    return (_score(story, weights, now, settings, date), date, story.id)
 
 
 def rank_stories(

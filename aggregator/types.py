@@ -470,6 +470,8 @@ class Story:
         """The member whose placement is the story's section: the first-seen member an editor
         moved, else the first-seen member; members an editor dropped never count. None when
         an editor dropped every member."""
+        if not self.others:  # (most stories) the one member, unless dropped
+            return None if self.lead.placement.dropped else self.lead
         shown = [m for m in self.members if not m.placement.dropped]
         pinned = [m for m in shown if m.placement.by_editor]
         return min(pinned or shown, key=lambda m: (m.first_seen, m.id), default=None)

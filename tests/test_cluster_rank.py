@@ -120,6 +120,25 @@ def test_editor_moves_win_and_drops_leave_the_story():
     assert gone.section is None and choose_lead(gone, {}) == gone
 
 
+def test_a_story_of_one_member_is_its_own_lead_and_section():
+    """issue 8: `choose_lead` and `Story.anchor` take a one-member story (most of them) at
+    once; the same answers as the general rule, moved, dropped or off-topic."""
+    for m in (
+        member(1, "a", section="s"),
+        member(1, "a", section=None),
+        editor(member(1, "a", section="s"), "t"),
+        editor(member(1, "a", section="s"), None),
+    ):
+        lone = story(1, m)
+        dropped = m.placement.dropped
+        assert lone.anchor is (None if dropped else m)
+        assert lone.section == (None if dropped else m.placement.section)
+        assert choose_lead(lone, {"a": 3.0}) == lone
+        twice = story(1, m, replace(m, id=2, first_seen=m.first_seen + timedelta(hours=1)))
+        assert twice.section == lone.section  # the general rule, with a later copy
+        assert choose_lead(twice, {}).lead == m  # the earlier of two alike, or all dropped
+
+
 def test_top_stories_are_the_best_shown_across_sections():
     settings = ClusterSettings()
     sections = (Section("s", "S"), Section("t", "T"))

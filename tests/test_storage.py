@@ -185,6 +185,79 @@ def test_a_failed_read_of_stories_is_a_storage_error(storage):
         storage.get_stories()
 
 
+def test_story_outlines_keep_what_ranking_reads_and_full_stories_are_read_by_id(storage):
+    """issue 8: `iter_story_outlines` gives `iter_stories`' stories in its order (across
+    chunks, in a window), each member with its ids, source, times, section and reason, and
+    its text cut at 600 characters (not bytes); the rest empty. `get_stories_by_id` reads
+    the chosen ones in full, as `get_stories` gives them."""
+    from aggregator.storage._sql import OUTLINE_TEXT
+    from aggregator.storage._util import CHUNK
+
+    long_text = "é" * (OUTLINE_TEXT - 1) + "→ and more after the cut"  # 2-byte characters
+    count = CHUNK + 7
+    with storage.transaction() as tx:
+        ids = tx.add_stories(NOW, count)
+        rows = []
+        for n, story in enumerate(ids):
+            first = replace(
+                make_item(f"a{n}", f"https://a.example/{n}", source="a"),
+                summary_text=long_text if n % 2 else f"short {n}",
+                published=None,
+            )
+            rows.append((first, story, Placement("training", 1.5, ("t",), (("training", 1.5),))))
+            if n % 4 == 0:
+                moved = Placement("crisis", reason="editor: moved by an editor")
+                rows.append((make_item(f"b{n}", source="b"), story, moved))
+        tx.add_items(rows, NOW)
+        tx.add_item(
+            make_item("late", source="c"), ids[3], Placement(None), NOW + timedelta(hours=1)
+        )
+        outside = tx.add_story(NOW - timedelta(days=3))
+        tx.add_item(make_item("old"), outside, Placement("training"), NOW - timedelta(days=3))
+    since = NOW - timedelta(days=1)
+    whole = storage.get_stories(since=since)
+    outlines = list(storage.iter_story_outlines(since=since))
+    assert [s.id for s in outlines] == [s.id for s in whole] and len(whole) == count
+    for outline, story in zip(outlines, whole, strict=True):
+        assert [m.id for m in outline.members] == [m.id for m in story.members]
+        assert outline.section == story.section and outline.first_seen == story.first_seen
+        for o, m in zip(outline.members, story.members, strict=True):
+            assert (o.story_id, o.first_seen, o.item.source_id, o.item.published) == (
+                m.story_id, m.first_seen, m.item.source_id, m.item.published
+            )  # fmt: skip
+            assert (o.placement.section, o.placement.reason) == (
+                m.placement.section, m.placement.reason
+            )  # fmt: skip
+            assert o.item.summary_text == m.item.summary_text[:OUTLINE_TEXT]
+            assert (o.item.title, o.item.link, o.item.summary_html, o.placement.terms) == (
+                "", None, "", ()
+            )  # fmt: skip
+    texts = {o.lead.item.summary_text for o in outlines}
+    assert long_text[:OUTLINE_TEXT] in texts and long_text not in texts and "short 0" in texts
+    assert sum(m.placement.by_editor for o in outlines for m in o.members) == (count + 3) // 4
+    assert [s.id for s in storage.iter_story_outlines(until=since)] == [outside]
+
+    wanted = [ids[3], outside, ids[0], 10**9]  # any order; an unknown id is absent
+    full = storage.get_stories_by_id(wanted)
+    by_id = {s.id: s for s in storage.get_stories()}
+    assert full == {i: by_id[i] for i in wanted[:3]}
+    assert [m.item.guid for m in full[ids[3]].members] == ["a3", "late"]
+    assert storage.get_stories_by_id([]) == {}
+
+
+def test_a_failed_read_of_outlines_or_stories_by_id_is_a_storage_error(storage):
+    with storage.transaction() as tx:
+        story = tx.add_story(NOW)
+        tx.add_item(make_item("g"), story, Placement(None), NOW)
+    assert isinstance(storage, SqlStorage)
+    with storage._engine.begin() as conn:  # the stories are found, their items are not
+        conn.execute(sqlalchemy.text("ALTER TABLE items RENAME TO items_gone"))
+    with pytest.raises(StorageError, match="while reading story outlines"):
+        next(storage.iter_story_outlines())
+    with pytest.raises(StorageError, match="while reading stories"):
+        storage.get_stories_by_id([story])
+
+
 def test_reopen_keeps_data_and_schema_version(database_url):
     s = open_storage(database_url, NOW)
     with s.transaction() as tx:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import jinja2
 
-from aggregator.digest import last_complete_week, latest_stories, select_digest
+from aggregator.digest import in_full, last_complete_week, latest_stories, select_digest
 from aggregator.fetch import Resolver, system_resolver
 from aggregator.output import write_outputs
 from aggregator.pipeline._cluster import ranked, ranking  # issue 4
@@ -156,12 +156,13 @@ def render_period(
 ) -> tuple[Digest, Rendered]:
     """The digest of [start, end) selected from the store and rendered."""
     # issue 4: leads chosen, stories ranked (recency measured at the period's end); issue 8:
-    # the period's stories are read a chunk at a time and only those shown are kept
+    # chosen from the period's outlines, read a chunk at a time, and only the stories shown
+    # read in full (their leads chosen again, by the same rule over the same fields)
     lead, rank_key = ranking(config, min(now, end))
-    stories = map(lead, storage.iter_stories(since=start, until=end))
+    outlines = map(lead, storage.iter_story_outlines(since=start, until=end))
     names, urls = _source_maps(config)
-    digest = select_digest(
-        stories,
+    chosen = select_digest(
+        outlines,
         config.sections,
         config.newsletter,
         names,
@@ -172,6 +173,9 @@ def render_period(
         rank_key=rank_key,
         top_count=config.clustering.top_stories,
     )
+    shown = [s.id for ds in chosen.sections for s in ds.stories]
+    full = storage.get_stories_by_id(shown)
+    digest = in_full(chosen, {i: lead(s) for i, s in full.items()})
     env = _environment(config.templates_dir)
     rendered = render_digest(
         digest,

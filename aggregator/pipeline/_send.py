@@ -141,7 +141,7 @@ def issue_section_counts(storage: StorageType, issue: Issue) -> dict[str, int]:
             counts[frozen.section] = counts.get(frozen.section, 0) + 1
         return counts
     wanted = set(issue.story_ids)
-    for story in storage.iter_stories(since=issue.start, until=issue.end):
+    for story in storage.iter_story_outlines(since=issue.start, until=issue.end):
         if story.id in wanted and story.section is not None:
             counts[story.section] = counts.get(story.section, 0) + 1
     return counts

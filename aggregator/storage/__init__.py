@@ -102,6 +102,13 @@ class StorageType(Protocol):
         until: datetime | None = None,
         limit: int | None = None,
     ) -> Iterator[Story]: ...
+    def iter_story_outlines(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Story]: ...
+    def get_stories_by_id(self, story_ids: Sequence[int]) -> dict[int, Story]: ...
     def count_items(self) -> int: ...
     def count_items_by_source(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,7 @@ from aggregator.storage._schema import (
 from aggregator.storage._stories import StoryReadMethods, StoryTransactionMethods  # issue 4
 from aggregator.storage._util import (
     _chunks,
+    _row_to_outline,
     _row_to_stored,
     _wrap,
     _wrap_iter,
@@ -762,29 +763,35 @@ class SqlStorage(
         limit: int | None = None,
     ) -> Iterator[Story]:
         """`get_stories`, read and handed out a chunk of stories at a time (issue 8: a week
-        of 50,000 sources' stories, 1.5 million items, took 5 GB as one list). One
-        connection, and so one snapshot of the store, from the first story to the last."""
-        query = select(stories.c.id).order_by(stories.c.first_seen.desc(), stories.c.id.desc())
-        if since is not None:
-            query = query.where(stories.c.first_seen >= since)
-        if until is not None:
-            query = query.where(stories.c.first_seen < until)
-        if limit is not None:
-            query = query.limit(limit)
+        of 50,000 sources' stories, 1.5 million items, took 5 GB as one list), on one
+        connection."""
         with self._engine.connect() as conn:
-            ids = list(conn.execute(query).scalars())  # half the time of a list of rows
-            for chunk in _chunks(ids):
-                by_story: dict[int, list[StoredItem]] = {i: [] for i in chunk}
-                rows = conn.execute(
-                    select(items)
-                    .where(items.c.story_id.in_(chunk))
-                    .order_by(items.c.first_seen, items.c.id)
-                )
-                for r in rows:
-                    by_story[r.story_id].append(_row_to_stored(r))
-                for i, members in by_story.items():
-                    if members:
-                        yield Story(id=i, lead=members[0], others=tuple(members[1:]))
+            ids = _story_ids(conn, since, until, limit)
+            yield from _stories_of(conn, ids, (items,), _row_to_stored)
+
+    @_wrap_iter("reading story outlines")
+    def iter_story_outlines(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Story]:
+        """`iter_stories`' stories in its order, each member with only what the ranking and
+        the digest's selection read (issue 8): its ids, source, first-seen and published
+        times, its placement's section and reason, and the first `OUTLINE_TEXT` characters
+        of its text (a lead's completeness counts no more, `rank.COMPLETE_CHARS`). Titles,
+        links, HTML and the rest are empty. A week of a large newsroom's items is read about
+        five times faster so; `get_stories_by_id` then reads the few stories shown."""
+        with self._engine.connect() as conn:
+            ids = _story_ids(conn, since, until, None)
+            yield from _stories_of(conn, ids, _OUTLINE_COLUMNS, _row_to_outline)
+
+    @_wrap("reading stories")
+    def get_stories_by_id(self, story_ids: Sequence[int]) -> dict[int, Story]:
+        """These stories in full by id, as `get_stories` gives them (lead: the first-seen
+        member); an id with no stored item is absent."""
+        with self._engine.connect() as conn:
+            return {s.id: s for s in _stories_of(conn, story_ids, (items,), _row_to_stored)}
 
     @_wrap("counting items")
     def count_items(self) -> int:
@@ -820,6 +827,57 @@ class SqlStorage(
         ).group_by(items.c.source_id)
         with self._engine.connect() as conn:
             return {r.source_id: (_aware(r.first), _aware(r.last)) for r in conn.execute(query)}
+
+
+# An outline's columns (`iter_story_outlines`): its text cut in SQL, so a long one is never read.
+OUTLINE_TEXT = 600
+_OUTLINE_COLUMNS = (
+    items.c.id,
+    items.c.story_id,
+    items.c.source_id,
+    items.c.first_seen,
+    items.c.published,
+    items.c.section,
+    items.c.reason,
+    func.substr(items.c.summary_text, 1, OUTLINE_TEXT).label("summary_text"),
+)
+
+
+def _story_ids(
+    conn: Connection, since: datetime | None, until: datetime | None, limit: int | None
+) -> list[int]:
+    """The ids of the stories first seen in [since, until), newest first (ties: the higher
+    id first), at most `limit`."""
+    query = select(stories.c.id).order_by(stories.c.first_seen.desc(), stories.c.id.desc())
+    if since is not None:
+        query = query.where(stories.c.first_seen >= since)
+    if until is not None:
+        query = query.where(stories.c.first_seen < until)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).scalars())  # half the time of a list of rows
+
+
+def _stories_of(
+    conn: Connection,
+    story_ids: Sequence[int],
+    columns: Sequence[Any],
+    row_to: Callable[[Any], StoredItem],
+) -> Iterator[Story]:
+    """The stories of these ids in their order, `CHUNK` at a time: members in first-seen
+    order (ties: the lower id), the first one the lead; a story without items is skipped."""
+    for chunk in _chunks(story_ids):
+        by_story: dict[int, list[StoredItem]] = {i: [] for i in chunk}
+        rows = conn.execute(
+            select(*columns)
+            .where(items.c.story_id.in_(chunk))
+            .order_by(items.c.first_seen, items.c.id)
+        )
+        for r in rows:
+            by_story[r.story_id].append(row_to(r))
+        for i, members in by_story.items():
+            if members:
+                yield Story(id=i, lead=members[0], others=tuple(members[1:]))
 
 
 def open_storage(url: str, now: datetime) -> SqlStorage:

@@ -92,3 +92,22 @@ def _row_to_stored(row: Any) -> StoredItem:
     return StoredItem(
         id=row.id, item=item, story_id=row.story_id, first_seen=row.first_seen, placement=placement
     )
+
+
+def _row_to_outline(row: Any) -> StoredItem:
+    """A row of `iter_story_outlines`' columns: the fields it does not read are empty."""
+    item = Item(
+        source_id=row.source_id,
+        guid="",
+        url=None,
+        link=None,
+        title="",
+        title_key="",
+        summary_html="",
+        summary_text=row.summary_text,
+        published=row.published,
+    )
+    placement = Placement(section=row.section, reason=row.reason)
+    return StoredItem(
+        id=row.id, item=item, story_id=row.story_id, first_seen=row.first_seen, placement=placement
+    )
