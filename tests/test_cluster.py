@@ -405,10 +405,12 @@ def test_the_index_rebuilds_each_items_features_in_their_order():
             "Maine and West Virginia sign 2024 pact with Harwood",
             "Officers in Maine trained 120 recruits in 2023; Harwood said 45 more follow.",
         ),
+        extract_features("Teaser: Episode 74 - Turkish Lore (ep. 73 was Theory)", "In 40 min."),
         extract_features("", ""),
     ]
     assert any(f.states for f in feats) and any(f.years for f in feats)
     assert any(f.numbers for f in feats) and any(f.names for f in feats)
+    assert any(f.episodes for f in feats)
     index = StoryIndex(timedelta(days=14))
     for n, f in enumerate(feats):
         index.add(n, f, n, T0)
@@ -416,7 +418,7 @@ def test_the_index_rebuilds_each_items_features_in_their_order():
         slot = index._entries[n].slot
         rebuilt = index._bags.features(slot)
         assert rebuilt == f
-        for field in ("title", "doc", "names", "numbers", "years", "states"):
+        for field in ("title", "doc", "names", "numbers", "years", "states", "episodes"):
             assert list(getattr(rebuilt, field)) == list(frozenset(tuple(getattr(f, field))))
         assert index._bags.keys(slot) == set(_keys(f))
     for n in range(len(feats)):
@@ -956,6 +958,63 @@ def test_headlines_sharing_only_their_subject_are_two_events():
     assert found is not None and found.story == "forecast"
 
 
+def test_episode_numbers_are_read_from_the_headline():
+    from aggregator.cluster._text import episodes
+
+    assert extract_features("Teaser: Episode 074 - Iceberg ahead", "").episodes == {"74"}
+    assert episodes("Ep. 12: x") == episodes("EPISODE #12") == episodes("Episode No. 12") == {"12"}
+    assert episodes("ep7 and Épisode 8") == {"7", "8"}
+    for title in ("The episode ended", "Step 5 of the plan", "Deep learning 101", "Episode"):
+        assert episodes(title) == frozenset()
+    # only the headline counts: a lead that mentions last week's episode names none
+    assert extract_features("Iceberg ahead", "As in episode 43, we ...").episodes == frozenset()
+
+
+TEASER_74 = (
+    "Teaser: Episode 74: Turkish Lore and The Poverty Cult (Ft. HasanAbi)",
+    "This is a teaser of episode 74 of The Deprogram, the podcast of JustSomeGuy, Yugopnik "
+    "and Hakim. Full episode 73 and 74 on Patreon: patreon.com/thedeprogram.",
+)
+FULL_73 = (
+    "Episode 73: Real Theory Hours 3: Separate powers pls uWu?",
+    "This is episode 73 of The Deprogram, the podcast of JustSomeGuy, Yugopnik and Hakim. "
+    "The teaser of episode 74 and the full episode 73 on Patreon: patreon.com/thedeprogram.",
+)
+FULL_74 = (
+    "Episode 74 - Turkish Lore and The Poverty Cult (Ft. HasanAbi)",
+    "This is episode 74 of The Deprogram, the podcast of JustSomeGuy, Yugopnik and Hakim. "
+    "Turkish lore and the poverty cult, with HasanAbi, on Patreon: patreon.com/thedeprogram.",
+)
+
+
+def test_two_episodes_of_a_show_never_join_and_one_episodes_teaser_does():
+    """A podcast's teaser feed and its full feed: the teaser of episode 74 shares the show's
+    boilerplate and its numbers with the full episode 73 and joined it, and so on down the
+    feed (1,674 pairs of different episodes in one story over the real corpus's feeds). Both
+    headlines name episodes, none the same: two items, by the lexical and the semantic
+    signal alike. The teaser and the full post of one episode still join."""
+    from aggregator.cluster._semantic import verified
+
+    idf = idf_of(TEASER_74, FULL_73, FULL_74, FOX, SVB)
+    teaser, full_73, full_74 = (extract_features(*x) for x in (TEASER_74, FULL_73, FULL_74))
+    pair = score_pair(teaser, full_73, idf)
+    assert pair.episode_conflict and not pair.joins(DEFAULT_THRESHOLD)
+    assert dataclasses.replace(pair, episode_conflict=False).joins(DEFAULT_THRESHOLD)
+    assert pair.detail()["episode_conflict"] is True
+    assert not verified(pair, 0.99, 0.5)
+    same = score_pair(teaser, full_74, idf)
+    assert not same.episode_conflict and same.joins(DEFAULT_THRESHOLD)
+    assert verified(same, 0.99, 0.5)
+    unnumbered = extract_features("Merch Episode: The Gang Sells Out", FULL_73[1])
+    assert not score_pair(teaser, unnumbered, idf).episode_conflict
+    index = StoryIndex(timedelta(days=14))
+    index.add("73", full_73, "73", T0, origin="full")
+    assert index.match(teaser, DEFAULT_THRESHOLD, origin="teasers") is None
+    index.add("74", full_74, "74", T0, origin="full")
+    found = index.match(teaser, DEFAULT_THRESHOLD, origin="teasers")
+    assert found is not None and found.story == "74"
+
+
 def test_items_that_only_share_a_topic_stay_apart_and_one_headline_twice_joins():
     index = StoryIndex(timedelta(days=14))
     missile = extract_features("North Korea Fires Missile That Lands in Sea Near Japan", "")
@@ -1114,6 +1173,16 @@ def test_real_feeds_keep_apart_episodes_that_share_only_their_show(corpus: Path)
         docs, "Episode 44 - Iceberg ahead", "Teaser: Episode 44 - Iceberg ahead"
     )
     assert any(story[a.key] == story[b.key] for a, b in together)
+    # no story holds two headlines that name different episodes (1,674 such pairs did
+    # before the episode rule, chained teaser to previous episode down The Deprogram's feed)
+    from aggregator.cluster._text import episodes
+
+    named: dict[object, set[frozenset[str]]] = {}
+    for d in docs:
+        if found := episodes(d.title):
+            named.setdefault(story[d.key], set()).add(found)
+    assert len(named) > 100
+    assert all(len(set().union(*eps)) == 1 for eps in named.values())
 
 
 _PAIRS_SCRIPT = """

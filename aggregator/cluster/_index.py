@@ -88,7 +88,7 @@ DEFAULT_MAX_CANDIDATES = 32
 PRIOR_DOCS = 100
 # Bag ids: an item's names, numbers, years and states are kept apart from its words (a name
 # is also a word, and so may a number be).
-_NAME, _NUMBER, _YEAR, _STATE = "\x01", "\x02", "\x03", "\x04"
+_NAME, _NUMBER, _YEAR, _STATE, _EPISODE = "\x01", "\x02", "\x03", "\x04", "\x05"
 # The ids as C ints, read with numpy's integer of the same size.
 _BAG_ID = np.dtype(f"i{array('i').itemsize}")
 # Per slot, how many ids of each part `_Bags` keeps, in this order (the bag's words come
@@ -162,6 +162,7 @@ class _Bags:
             *f.doc,
             *(_NAME + n for n in f.names),
             *(_NUMBER + n for n in f.numbers),
+            *(_EPISODE + e for e in f.episodes),
             *(_YEAR + y for y in f.years),
             *(_STATE + s for s in f.states),
             *f.title,
@@ -206,7 +207,7 @@ class _Bags:
         bag, doc = sizes[at + _BAG], sizes[at + _WORDS]
         states = bag - sizes[at + _STATES]
         years = states - sizes[at + _YEARS]
-        marked = tokens[doc:years]  # the names, then the numbers, each behind its mark
+        marked = tokens[doc:years]  # the names, numbers and episodes, each behind its mark
         return Features(
             title=frozenset(tokens[bag:]),
             doc=frozenset(tokens[:doc]),
@@ -214,6 +215,7 @@ class _Bags:
             numbers=frozenset(t[1:] for t in marked if t[0] == _NUMBER),
             years=frozenset(t[1:] for t in tokens[years:states]),
             states=frozenset(t[1:] for t in tokens[states:bag]),
+            episodes=frozenset(t[1:] for t in marked if t[0] == _EPISODE),
         )
 
     def keys(self, slot: int) -> set[str]:

@@ -20,7 +20,9 @@ The score is lexical and idf-weighted (rare words count, common ones barely):
              other words they share. Nor when the headlines share their subject only: each
              headline's words other than its names are all missing from the other item
              ("A chip maker acquires the chat app over Bayoteyo Fund", "A research team
-             observe a distant exoplanet over Bayoteyo Fund").
+             observe a distant exoplanet over Bayoteyo Fund"). Nor when both headlines
+             name episodes and none the same ("Teaser: Episode 74: ...", "Episode 73: ..."):
+             one show's boilerplate, and the numbers its teasers repeat, are no evidence.
 
 Weights and the threshold were chosen on the dev split of tests/data/clusters (see
 docs/clustering.md).
@@ -92,16 +94,20 @@ class PairScore:
     # the headlines share their subject only: each one's other words are all missing from
     # the other item (see `joins`)
     event_conflict: bool = False
+    # both headlines name episodes, none the same: two episodes of a show (see `joins`)
+    episode_conflict: bool = False
 
     def joins(self, threshold: float) -> bool:
         """Whether the pair is the same event: the score reaches `threshold`, the two share
         at least MIN_SHARED_WORDS words or each one's headline is in the other, and their
-        names do not conflict (each headline naming what the other item never mentions)."""
+        names do not conflict (each headline naming what the other item never mentions), nor
+        their subjects or their episodes (see the module docstring)."""
         return (
             self.score >= threshold
             and (self.shared_count >= MIN_SHARED_WORDS or self.title >= SAME_HEADLINE)
             and not self.names_conflict
             and not self.event_conflict
+            and not self.episode_conflict
         )
 
     @property
@@ -125,6 +131,7 @@ class PairScore:
             "state_conflict": self.state_conflict,
             "names_conflict": self.names_conflict,
             "event_conflict": self.event_conflict,
+            "episode_conflict": self.episode_conflict,
         }
 
 
@@ -193,6 +200,9 @@ def score_pair(a: Features, b: Features, idf: Idf) -> PairScore:
         shared_count=len(shared),
         names_conflict=bool(missing_a and missing_b),
         event_conflict=event_conflict,
+        # "Teaser: Episode 74: Turkish Lore" and "Episode 73: Real Theory Hours": one show's
+        # boilerplate and numbers joined a teaser to the episode before it, and so on down
+        episode_conflict=bool(a.episodes and b.episodes and a.episodes.isdisjoint(b.episodes)),
     )
 
 

@@ -58,6 +58,7 @@ def verified(pair: PairScore, cos: float, semantic_threshold: float) -> bool:
         and not pair.year_conflict
         and not pair.state_conflict
         and not pair.missing_names
+        and not pair.episode_conflict  # one show's episodes read alike, and are two items
     )
 
 

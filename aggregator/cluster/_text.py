@@ -364,6 +364,22 @@ class Features:
     numbers: frozenset[str]
     years: frozenset[str]
     states: frozenset[str] = frozenset()  # US states named ("west virginia", "maine")
+    # the numbers of the episodes the headline names ("Episode 74: ...", "Ep. 12"), as
+    # written but without leading zeros
+    episodes: frozenset[str] = frozenset()
+
+
+# An episode's number in a headline: "Episode 74", "Ep. 12", "Episode #3", "Episode No. 5",
+# and the same word in French, Spanish and Italian. A podcast's feed and its teaser feed
+# carry one episode under two headlines that share the number.
+_EPISODE = re.compile(r"\b(?:episode|épisode|episodio|ep)\.?\s*(?:no\.?\s*)?#?\s*(\d+)\b", re.I)
+
+
+def episodes(title: str) -> frozenset[str]:
+    """The episode numbers a headline names (see `_EPISODE`)."""
+    if "p" not in title and "P" not in title:  # no "episode", no "ep" (the usual case)
+        return frozenset()
+    return frozenset(str(int(n)) for n in _EPISODE.findall(title))
 
 
 def states(text: str) -> frozenset[str]:
@@ -400,4 +416,5 @@ def extract_features(title: str, text: str, lead_chars: int = LEAD_CHARS) -> Fea
         numbers=nums,
         years=years,
         states=states(both) if hint else frozenset(),
+        episodes=episodes(title),
     )
