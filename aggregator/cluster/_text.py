@@ -377,8 +377,6 @@ _EPISODE = re.compile(r"\b(?:episode|épisode|episodio|ep)\.?\s*(?:no\.?\s*)?#?\
 
 def episodes(title: str) -> frozenset[str]:
     """The episode numbers a headline names (see `_EPISODE`)."""
-    if "p" not in title and "P" not in title:  # no "episode", no "ep" (the usual case)
-        return frozenset()
     return frozenset(str(int(n)) for n in _EPISODE.findall(title))
 
 
