@@ -174,8 +174,10 @@ def test_stories_are_read_a_chunk_at_a_time_in_the_order_of_a_whole_read(storage
 
 
 def test_a_failed_read_of_stories_is_a_storage_error(storage):
+    """Every read of stories (whole, streamed, outlines, by id) wraps the driver's error."""
     with storage.transaction() as tx:
-        tx.add_item(make_item("g"), tx.add_story(NOW), Placement(None), NOW)
+        story = tx.add_story(NOW)
+        tx.add_item(make_item("g"), story, Placement(None), NOW)
     assert isinstance(storage, SqlStorage)
     with storage._engine.begin() as conn:  # the stories are found, their items are not
         conn.execute(sqlalchemy.text("ALTER TABLE items RENAME TO items_gone"))
@@ -183,6 +185,10 @@ def test_a_failed_read_of_stories_is_a_storage_error(storage):
         next(storage.iter_stories())
     with pytest.raises(StorageError, match="while reading stories"):
         storage.get_stories()
+    with pytest.raises(StorageError, match="while reading story outlines"):
+        next(storage.iter_story_outlines())
+    with pytest.raises(StorageError, match="while reading stories"):
+        storage.get_stories_by_id([story])
 
 
 def test_story_outlines_keep_what_ranking_reads_and_full_stories_are_read_by_id(storage):
@@ -243,19 +249,6 @@ def test_story_outlines_keep_what_ranking_reads_and_full_stories_are_read_by_id(
     assert full == {i: by_id[i] for i in wanted[:3]}
     assert [m.item.guid for m in full[ids[3]].members] == ["a3", "late"]
     assert storage.get_stories_by_id([]) == {}
-
-
-def test_a_failed_read_of_outlines_or_stories_by_id_is_a_storage_error(storage):
-    with storage.transaction() as tx:
-        story = tx.add_story(NOW)
-        tx.add_item(make_item("g"), story, Placement(None), NOW)
-    assert isinstance(storage, SqlStorage)
-    with storage._engine.begin() as conn:  # the stories are found, their items are not
-        conn.execute(sqlalchemy.text("ALTER TABLE items RENAME TO items_gone"))
-    with pytest.raises(StorageError, match="while reading story outlines"):
-        next(storage.iter_story_outlines())
-    with pytest.raises(StorageError, match="while reading stories"):
-        storage.get_stories_by_id([story])
 
 
 def test_reopen_keeps_data_and_schema_version(database_url):

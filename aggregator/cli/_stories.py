@@ -24,8 +24,8 @@ import yaml
 
 from aggregator.cli._common import EXIT_OK, UsageError, open_store, parse_time
 from aggregator.cluster import Doc, Embed, cluster_items, load_embedder, pairwise_quality
-from aggregator.pipeline import merge_stories, ranked, ranking, recluster, split_story
-from aggregator.rank import outlets, story_score
+from aggregator.pipeline import merge_stories, ranking, recluster, split_story
+from aggregator.rank import outlets
 from aggregator.types import Config, StoredItem, Story, StoryLink
 
 DEFAULT_DEVSET = Path("tests/data/clusters")
@@ -61,8 +61,7 @@ def cmd_stories(args: argparse.Namespace, config: Config, out: TextIO, err: Text
     if args.explain is not None:
         return _explain(args.explain, config, out, now)
     since = _since(args, config, now)
-    lead, _ = ranking(config, now)
-    weights = {s.id: s.weight for s in config.sources}
+    lead, key = ranking(config, now)
     zone = ZoneInfo(config.newsletter.timezone)
     listed = 0
     storage = open_store(config, now)
@@ -72,7 +71,7 @@ def cmd_stories(args: argparse.Namespace, config: Config, out: TextIO, err: Text
             links = storage.get_story_links([m.id for s in chunk for m in s.members])
             for stored in chunk:
                 shown = lead(stored)
-                score = story_score(shown, weights, now, config.clustering)
+                score = key(shown)[0]  # `rank_key`'s first part: the story's score
                 _write_story(shown, stored, score, links, zone, out, as_json=args.json)
             listed += len(chunk)
     finally:
@@ -132,13 +131,13 @@ def _explain(story_id: int, config: Config, out: TextIO, now: datetime) -> int:
         if story is None:
             raise UsageError(f"story {story_id} does not exist (see `aggregator stories`)")
         stored = story
-        [story], _ = ranked(config, [story], now)
+        lead, key = ranking(config, now)
+        story = lead(stored)
         members = _with_dropped(story, stored)
         links = storage.get_story_links([m.id for m in members])
     finally:
         storage.close()
-    weights = {s.id: s.weight for s in config.sources}
-    score = story_score(story, weights, now, config.clustering)
+    score = key(story)[0]  # `rank_key`'s first part: the story's score
     out.write(
         f"story {story.id}: {len(story.members)} item(s) from {outlets(story)} outlet(s), "
         f"section {story.section or '(off-topic)'}, rank score {score:.3f}\n"
