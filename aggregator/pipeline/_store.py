@@ -191,6 +191,8 @@ def _open_session(
     clusterer = RunClusterer.load(storage, clustering, now) if clustering is not None else None
     collections = contextlib.ExitStack()
     collections.enter_context(fewer_collections())
+    # issue 8: the log copied into the database beside the stores, not in one of their commits
+    collections.enter_context(storage.checkpoints_in_background())
     _session = _Session(token, storage, clusterer, collections)
     return _session
 

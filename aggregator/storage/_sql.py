@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator.exceptions import StorageError
+from aggregator.storage._checkpoint import WalCheckpointer  # issue 8
 from aggregator.storage._corrections import CorrectionMethods  # issue 5
 from aggregator.storage._fast import FastSql  # issue 8
 from aggregator.storage._schema import (
@@ -673,6 +674,16 @@ class SqlStorage(
             return None  # a URI filename: left as it is, to this process
         absolute = str(Path(database).resolve())
         return parsed.set(database=absolute).render_as_string(hide_password=False)
+
+    def checkpoints_in_background(self) -> AbstractContextManager[object]:
+        """While in it, a SQLite file's write-ahead log is copied into the database from a
+        thread of its own (`_checkpoint`, issue 8): for a run that writes much, so that its
+        writer does not wait for the disk. Nothing for PostgreSQL or an in-memory database."""
+        parsed = make_url(self._url)
+        database = parsed.database or ""
+        if parsed.get_backend_name() != "sqlite" or self.in_memory or database.startswith("file:"):
+            return nullcontext()
+        return WalCheckpointer(database, timeout=_SQLITE_BUSY_TIMEOUT_S)
 
     @functools.cached_property
     def _fast(self) -> FastSql:
