@@ -26,8 +26,8 @@ import threading
 from types import TracebackType
 
 # Half a second of a first cycle's writes (about 10 MB of log at the benchmark's rate): what
-# the writer's own checkpoint is left to copy and flush. The thread checkpoints only when the
-# log holds pages it has not copied; an idle database costs it one look every interval.
+# the writer's own checkpoint is left to copy and flush. A checkpoint finding no page it has
+# not copied does nothing: an idle database costs the thread one look every interval.
 CHECKPOINT_EVERY_S = 0.5
 
 log = logging.getLogger("aggregator.storage")
@@ -64,13 +64,17 @@ class WalCheckpointer:
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            # read at once: a connection learns that the database is in WAL mode when it
-            # first reads it, and until then a checkpoint is a no-op
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         except sqlite3.Error as e:
             log.warning("background checkpoints off for %s: %s", self.path, e)
             return
         try:
+            try:
+                # read at once: a connection learns that the database is in WAL mode when it
+                # first reads it, and until then a checkpoint is a no-op
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            except sqlite3.Error as e:
+                log.warning("background checkpoints off for %s: %s", self.path, e)
+                return
             if mode != "wal":  # no log to copy (`open_storage` always sets WAL)
                 log.debug("background checkpoints off for %s: journal mode %s", self.path, mode)
                 return
