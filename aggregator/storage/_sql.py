@@ -661,29 +661,34 @@ class SqlStorage(
             parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
         )
 
+    def _sqlite_file(self) -> Path | None:
+        """The SQLite database's file, made absolute; None for another database, an
+        in-memory one, or a URI filename (`file:...`, left as it is, to this process)."""
+        parsed = make_url(self._url)
+        database = parsed.database or ""
+        if parsed.get_backend_name() != "sqlite" or self.in_memory or database.startswith("file:"):
+            return None
+        return Path(database).resolve()
+
     def shared_url(self) -> str | None:
         """The URL with which another process opens this same database (issue 8: the store
         process), a SQLite file's path made absolute; None for an in-memory database."""
         parsed = make_url(self._url)
         if parsed.get_backend_name() != "sqlite":
             return self._url
-        database = parsed.database or ""
-        if self.in_memory:
+        path = self._sqlite_file()
+        if path is None:
             return None
-        if database.startswith("file:"):
-            return None  # a URI filename: left as it is, to this process
-        absolute = str(Path(database).resolve())
-        return parsed.set(database=absolute).render_as_string(hide_password=False)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
 
     def checkpoints_in_background(self) -> AbstractContextManager[object]:
         """While in it, a SQLite file's write-ahead log is copied into the database from a
         thread of its own (`_checkpoint`, issue 8): for a run that writes much, so that its
         writer does not wait for the disk. Nothing for PostgreSQL or an in-memory database."""
-        parsed = make_url(self._url)
-        database = parsed.database or ""
-        if parsed.get_backend_name() != "sqlite" or self.in_memory or database.startswith("file:"):
+        path = self._sqlite_file()
+        if path is None:
             return nullcontext()
-        return WalCheckpointer(database, timeout=_SQLITE_BUSY_TIMEOUT_S)
+        return WalCheckpointer(str(path), timeout=_SQLITE_BUSY_TIMEOUT_S)
 
     @functools.cached_property
     def _fast(self) -> FastSql:
